@@ -1,0 +1,42 @@
+import os, torch, pytest
+from robust_nb.core import check_images, Registry, atomic_save, safe_load, atomic_write_json, make_generator, cache_dir
+
+def test_check_images_accepts_valid_and_rejects_common_mistakes():
+    x = torch.rand(2, 3, 5, 7)
+    assert check_images(x) is x
+    for bad, msg in [(torch.rand(3, 5, 5), "x[None]"), (torch.rand(2, 5, 5, 3), "permute"),
+                     (torch.rand(2, 1, 5, 5), "expand"), (torch.zeros(2, 3, 5, 5, dtype=torch.uint8), "float"),
+                     (torch.rand(2, 3, 5, 5) * 255, "divide by 255"), (torch.rand(2, 3, 5, 5) - 0.5, "normalised")]:
+        with pytest.raises((ValueError, TypeError), match=msg.replace('[', r'\[').replace(']', r'\]')): check_images(bad)
+
+def test_registry_lists_valid_names():
+    r = Registry('corruption')
+    @r.register('fog')
+    def _f(x): return x
+    assert r['fog'] is _f
+    with pytest.raises(KeyError, match="valid names: fog"): r['frog']
+    with pytest.raises(KeyError, match="already registered"): r.register('fog')(_f)
+
+def test_atomic_save_round_trip_and_no_leftovers(tmp_path):
+    p = atomic_save({'w': torch.ones(2)}, tmp_path / 'sub' / 'ck.pt')
+    assert torch.equal(safe_load(p)['w'], torch.ones(2))
+    atomic_write_json({'a': 1}, tmp_path / 'sub' / 'm.json')
+    assert sorted(f.name for f in (tmp_path / 'sub').iterdir()) == ['ck.pt', 'm.json']
+
+def test_atomic_save_keeps_old_file_when_serialisation_fails(tmp_path):
+    p = atomic_save({'w': torch.ones(2)}, tmp_path / 'ck.pt')
+    class Unpicklable:
+        def __reduce__(self): raise RuntimeError("boom")
+    with pytest.raises(RuntimeError): atomic_save({'bad': Unpicklable()}, p)
+    assert torch.equal(safe_load(p)['w'], torch.ones(2))
+
+class Evil: pass
+
+def test_safe_load_refuses_arbitrary_pickles(tmp_path):
+    torch.save({'obj': Evil()}, tmp_path / 'evil.pt')
+    with pytest.raises(RuntimeError, match="evil.pt"): safe_load(tmp_path / 'evil.pt')
+
+def test_generator_reproducible_and_cache_dir_env(tmp_path, monkeypatch):
+    assert torch.equal(torch.rand(4, generator=make_generator(3)), torch.rand(4, generator=make_generator(3)))
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
+    assert cache_dir('a', 'b') == tmp_path / 'a' / 'b' and (tmp_path / 'a' / 'b').is_dir()
