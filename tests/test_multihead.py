@@ -1,0 +1,173 @@
+import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest, torch, torch.nn as nn, torch.nn.functional as F
+from robust_nb.models import embedded_student, timm_classifier, split_model
+from robust_nb.multihead import (MultiHead, multihead_loss, kd_loss, mc_logits, select_head, head_scores, f_correct,
+                                 tuning_set, TuningSet, distill, cache_features, Selected, head_report, VARIANTS)
+
+FLIP = lambda x, generator=None: x.flip(-1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    st = timm_classifier("test_vit", 4, img_size=32, patch_size=8)
+    te = timm_classifier("test_resnet", 4)
+    x = torch.rand(20, 3, 32, 32); y = torch.arange(20) % 4
+    return st, te, tuning_set(x, y, a=1., augment=FLIP)
+
+
+def test_kd_loss_is_hinton():
+    s, t = torch.randn(3, 5), torch.randn(3, 5)
+    T = 3.
+    ref = T * T * (F.softmax(t / T, -1) * (F.log_softmax(t / T, -1) - F.log_softmax(s / T, -1))).sum(-1)
+    torch.testing.assert_close(kd_loss(s, t, T), ref)
+    assert kd_loss(t, t).abs().max() < 1e-6
+
+
+def test_loss_variants_hand_computed():
+    torch.manual_seed(1)
+    lg, y = torch.randn(3, 4, 6), torch.tensor([0, 5, 2, 3])
+    aug = torch.tensor([True, False, False, True]); tc, ta = torch.randn(4, 6), torch.randn(4, 6)
+    ce = lambda l: F.cross_entropy(l, y, reduction="none")
+    t_mix = torch.where(aug[:, None], ta, tc)
+    own = torch.where(aug[:, None], lg[1], lg[0])
+    exp = {"ours": ce(own) + kd_loss(own, t_mix) + ce(lg[2]) + kd_loss(lg[2], t_mix),
+           "wo_kd": ce(own) + ce(lg[2]),
+           "single_teacher": ce(own) + kd_loss(own, ta) + ce(lg[2]) + kd_loss(lg[2], ta),
+           "combined_only": ce(lg[2]) + kd_loss(lg[2], t_mix),
+           "only_kd": ce(lg[2]) + kd_loss(lg[2], ta)}
+    assert set(exp) == set(VARIANTS)
+    for v, e in exp.items(): torch.testing.assert_close(multihead_loss(lg, y, aug, tc, ta, variant=v), e.mean())
+    # eq. 5: the clean head never receives gradient from augmented samples, nor the unclean head from clean ones
+    lg = lg.clone().requires_grad_()
+    multihead_loss(lg, y, aug, tc, ta).backward()
+    assert lg.grad[0][aug].abs().sum() == 0 and lg.grad[1][~aug].abs().sum() == 0
+    assert lg.grad[0][~aug].abs().sum() > 0 and lg.grad[1][aug].abs().sum() > 0
+
+
+def _mc(clean, unclean, combined):
+    return torch.stack([torch.as_tensor(v, dtype=torch.float) for v in (clean, unclean, combined)])
+
+
+def test_select_head_eq6_and_ablations():
+    # one image, N=4, 3 classes. clean head: confident but disagrees with combined; unclean: agrees, noisier
+    c = [[[6., 0, 0]]] * 4
+    u = [[[0., 3, 0]], [[0., 2, 0]], [[0., 3, 0]], [[0., 2, 0]]]
+    m = [[[0., 3, 0]]] * 4
+    mc = _mc(c, u, m)
+    pm, um, kl = head_scores(mc)
+    assert um[0, 0] == 0 and um[1, 0] > 0 and kl[2, 0].abs() < 1e-6
+    p = mc.softmax(-1); pmean = p.mean(1)
+    torch.testing.assert_close(um, p.std(1).mean(-1))
+    torch.testing.assert_close(kl[0], (pmean[2] * (pmean[2].log() - pmean[0].log())).sum(-1))
+    assert select_head(mc, "ours")[0].item() == 0            # U_mc = 0 for the clean head wins eq. 6 outright
+    assert select_head(mc, "wo_kld")[0].item() == 0
+    assert select_head(mc, "wo_umc")[0].item() == 1          # KL alone prefers the head that agrees with combined
+    assert select_head(mc, "max_logit")[0].item() == 0
+    assert select_head(mc, "unclean")[0].item() == 1
+    # now the clean head is noisy too: the product picks the unclean head
+    c2 = [[[6., 0, 0]], [[1., 0, 0]], [[6., 0, 0]], [[1., 0, 0]]]
+    assert select_head(_mc(c2, u, m), "ours")[0].item() == 1
+    _, lp = select_head(mc)
+    torch.testing.assert_close(lp.exp(), pmean[0])
+    with pytest.raises(ValueError, match="valid"): select_head(mc, "entropy")
+
+
+def test_f_correct():
+    assert f_correct([0, 0, 1, 1], [0, 1, 1, 1]) == 0.75
+    with pytest.raises(ValueError, match="differ"): f_correct([0, 1], [0])
+    with pytest.raises(ValueError, match="empty"): f_correct([], [])
+
+
+def test_multihead_structure(small):
+    st, _, _ = small
+    sp = split_model(st, blocks=1)
+    mh = MultiHead(sp, p=0.25)
+    drops = lambda m: [d.p for d in m.modules() if isinstance(d, nn.Dropout)]
+    assert set(drops(mh.shared)) == {0.25} and set(drops(mh.heads)) == {0.25}
+    assert set(drops(mh.backbone)) <= {0.0}
+    assert not any(p.requires_grad for p in mh.backbone.parameters())
+    assert all(p.requires_grad for p in st.parameters())              # the student passed in is not modified
+    assert set(drops(st)) <= {0.0}
+    mh.train(); assert not mh.backbone.training and mh.shared.training
+    x = torch.rand(2, 3, 32, 32)
+    mh.eval(); st.eval()
+    with torch.no_grad():
+        for h in range(3): torch.testing.assert_close(mh(x)[h], st(x))
+
+
+def test_mc_reruns_only_dropout_layers(small):
+    st, _, _ = small
+    mh = MultiHead(split_model(st, blocks=1)).eval()
+    calls = {}
+    def hook(name):
+        def f(mod, inp, out): calls.setdefault(name, []).append(inp[0].shape[0])
+        return f
+    mh.backbone.register_forward_hook(hook("backbone"))
+    mh.shared.register_forward_hook(hook("shared"))
+    for i, h in enumerate(mh.heads): h[-1].fc.register_forward_hook(hook(f"fc{i}"))
+    x = torch.rand(3, 3, 32, 32)
+    out = mc_logits(mh, x, n=10, seed=0)
+    assert out.shape == (3, 10, 3, 4)
+    assert calls["backbone"] == [3] and calls["shared"] == [3]
+    assert all(calls[f"fc{i}"] == [30] for i in range(3))           # one N×B batch per head
+    torch.testing.assert_close(out, mc_logits(mh, x, n=10, seed=0))
+    assert not torch.equal(out, mc_logits(mh, x, n=10, seed=1))
+    assert not mh.training and not any(m.training for m in mh.modules())   # dropout switched back off
+    with pytest.raises(ValueError, match="n ≥ 2"): mc_logits(mh, x, n=1)
+
+
+def test_tuning_set_fixed_fraction():
+    x, y = torch.rand(10, 3, 8, 8), torch.arange(10)
+    a = tuning_set(x, y, a=0.5, augment=FLIP, seed=3); b = tuning_set(x, y, a=0.5, augment=FLIP, seed=3)
+    assert len(a) == 10 and torch.equal(a.x, b.x) and torch.equal(a.is_aug, b.is_aug)
+    full = tuning_set(x, y, a=1., augment=FLIP)
+    assert len(full) == 20 and full.is_aug.sum() == 10
+    assert torch.equal(full.x[full.is_aug], x.flip(-1)) and torch.equal(full.x[~full.is_aug], x)
+    with pytest.raises(ValueError, match="a \\(fraction"): tuning_set(x, y, a=0)
+
+
+def test_cached_equals_uncached(small, tmp_path):
+    st, te, ts = small
+    kw = dict(blocks=1, epochs=2, batch_size=8, seed=5)
+    r_mem = distill(st, te, ts, cache=True, **kw)
+    r_raw = distill(st, te, ts, cache=False, **kw)
+    r_disk = distill(st, te, ts, cache=True, cache_budget=0, cache_path=tmp_path / "f.npy", **kw)
+    assert (tmp_path / "f.npy").exists()
+    for r in (r_raw, r_disk):
+        for a, b in zip(r_mem.model.parameters(), r.model.parameters()): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(r_mem.model.eval()(x), r_raw.model.eval()(x), atol=1e-5, rtol=1e-4)
+    # and training actually changed the tuned part
+    assert any(not torch.equal(a, b) for a, b in zip(r_mem.model.shared.parameters(), split_model(st, blocks=1).shared.parameters()))
+    assert r_mem.cached and not r_raw.cached and r_mem.ms_per_img > 0
+
+
+def test_cache_features_spill(small, tmp_path):
+    st, te, ts = small
+    mh = MultiHead(split_model(st, blocks=1))
+    a, = cache_features(mh, ts.x, batch_size=7)
+    b, = cache_features(mh, ts.x, batch_size=7, budget=0, path=tmp_path / "s.npy")
+    torch.testing.assert_close(a, b)
+    assert (tmp_path / "s.npy").stat().st_size >= a.numel() * 4
+
+
+def test_distill_errors(small):
+    st, te, ts = small
+    with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 4"):
+        distill(st, timm_classifier("test_resnet", 3), ts, blocks=1)
+    with pytest.raises(ValueError, match=r"frac must be in \(0, 1\)"): distill(st, te, ts, frac=1.2)
+    with pytest.raises(ValueError, match="valid: ours"): distill(st, te, ts, blocks=1, variant="kd")
+
+
+def test_selected_wrapper_and_report(small):
+    st, te, ts = small
+    r = distill(st, te, ts, blocks=1, epochs=1, batch_size=10)
+    x = torch.rand(5, 3, 32, 32)
+    sel = Selected(r.model)
+    lp = sel(x)
+    assert lp.shape == (5, 4) and torch.allclose(lp.exp().sum(-1), torch.ones(5))
+    assert set(sel.last_selected.tolist()) <= {0, 1}
+    rep = head_report(r.model, x, torch.zeros(5, dtype=torch.long), shifted=True)
+    assert rep["mc_probs"].shape == (3, 10, 5, 4) and rep["u_mc"].shape == (5, 3) and rep["shifted"].all()
