@@ -116,6 +116,9 @@ def test_r_a_masks(tmp_path):
         assert s.class_mask.shape == (1000,) and s.class_mask.dtype == torch.bool and int(s.class_mask.sum()) == 200
         assert s.class_mask.nonzero().flatten().tolist() == sorted(W.index(w) for w in wn)
         for p, y in s.dataset.samples: assert s.class_mask[y] and W[y] == Path(p).parent.name
+    logits = torch.zeros(2, 1000); logits[:, 0] = 10.; logits[0, 1] = 3.; logits[1, 2] = 4.   # tench (index 0) is not in R
+    assert r.map_logits(logits).argmax(1).tolist() == [1, 2]
+    assert torch.allclose(r.map_logits(logits).softmax(1).sum(1), torch.ones(2)) and r.map_logits(logits).softmax(1)[:, 0].eq(0).all()
     only_a = sorted(set(D.imagenet_a_wnids()) - set(D.imagenet_r_wnids()))[0]
     with pytest.raises(ValueError, match="not one of ImageNet-R's 200"): D.imagenet_r(tree(tmp_path/'r2', [only_a]), strict=False)
 
@@ -129,7 +132,7 @@ def test_imagenet_c_no_second_resize(tmp_path):
     p, y = s.dataset.samples[0]
     x, y2 = s.dataset[0]
     assert y2 == y == W.index(Path(p).parent.name)
-    assert torch.equal(x, torch.from_numpy(np.asarray(Image.open(p))).permute(2, 0, 1).float()/255)   # bit-exact: ToTensor only
+    assert torch.equal(x, torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1).float()/255)   # bit-exact: ToTensor only
     tree(root/'pixelate'/'1', W[:1], hw=(256, 256))
     with pytest.raises(ValueError, match="256x256 but this -C tree should hold 224x224"): D.imagenet_c(root, 'pixelate', 1, strict=False).dataset[0]
     assert D.imagenet_c(root, 'pixelate', 1, size=None, strict=False).dataset[0][0].shape == (3, 256, 256)
@@ -153,7 +156,7 @@ def test_objectnet(tmp_path):
     m = D.objectnet_mapping()
     lt = D.ObjectNetLogits('max_over_mapped')(logits)
     ref = torch.stack([logits[:, [W.index(w) for w in m[c]['wnids']]].max(1).values for c in cls], 1)
-    assert lt.shape == (64, 113) and torch.equal(lt, ref)
+    assert lt.shape == (64, 113) and torch.equal(lt, ref) and torch.equal(s.map_logits(logits), ref)
     pred = D.ObjectNetLogits('argmax_1000')(logits).argmax(1)
     top = logits.argmax(1)
     to_on = {W.index(w): i for i, c in enumerate(cls) for w in m[c]['wnids']}
