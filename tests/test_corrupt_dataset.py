@@ -94,6 +94,10 @@ def test_subset_then_full_and_manifest_skip(tmp_path):
     assert files(tmp_path/'run') == files(tmp_path/'ref')
     c = Counting(); st = CD.corrupt_folder(src, tmp_path/'run', corrupt_fn=c, **KW)   # every cell has its manifest
     assert c.calls == 0 and st['written'] == 0 and st['skipped'] == 6*4
+    (tmp_path/'run'/'bright'/'4'/'n01443537'/'img1.jpg').unlink()                   # trusted manifest: not noticed...
+    assert CD.corrupt_folder(src, tmp_path/'run', corrupt_fn=standin, **KW)['written'] == 0
+    assert CD.corrupt_folder(src, tmp_path/'run', corrupt_fn=standin, recheck=True, **KW)['written'] == 1   # ...unless rechecked
+    assert files(tmp_path/'run') == files(tmp_path/'ref')
 
 def test_errors(tmp_path):
     src = src_tree(tmp_path/'src', classes=('a',), n=1)
@@ -113,6 +117,8 @@ def test_errors(tmp_path):
     CD.corrupt_folder(src, tmp_path/'y', **kw)
     with pytest.raises(ValueError, match="different settings.*'quality': \\(85, 90\\)"): CD.corrupt_folder(src, tmp_path/'y', **{**kw, 'quality': 90})
     with pytest.raises(ValueError, match="executor"): CD.corrupt_folder(src, tmp_path/'z', **{**kw, 'executor': 'gpu'})
+    with pytest.raises(ValueError, match="executor='thread' with device='cuda'"):
+        CD.corrupt_folder(src, tmp_path/'z', **{**kw, 'executor': 'process', 'device': 'cuda'})
 
 @pytest.fixture
 def real_or_standin(monkeypatch):
