@@ -1,0 +1,254 @@
+"DAD: losses vs hand-computed values, teacher attack, offline generation (filter, integer labels, resume, sharding), pitfalls."
+import math, json
+from types import SimpleNamespace
+import numpy as np
+from safetensors.torch import load_file
+import pytest, torch, torch.nn as nn, torch.nn.functional as F
+from robust_nb.dad import (Teacher, as_teacher, attack, generate_dad, DADShards, DADPairs, write_manifest, kd_loss, dad_loss,
+                           dist_loss, ard_loss, rslad_loss, dat_loss, dat_example, METHODS, method_loss, generate_main)
+
+def np_kl(p, q): return float(np.sum(p * np.log(p / q)))
+def np_softmax(z): e = np.exp(z - z.max(-1, keepdims=True)); return e / e.sum(-1, keepdims=True)
+
+# ---------------------------------------------------------------- losses
+S = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]])
+T_ = torch.tensor([[2.0, 0.1, -0.3], [-0.4, 1.5, 0.2]])
+Y = torch.tensor([0, 1])
+
+def test_kd_direction_and_t2_scaling():
+    # s = (0,0), t = (4 log 3, 0) at T=4: p_t = (3/4, 1/4), p_s = (1/2, 1/2); KD = 16 * KL(p_t || p_s)
+    s, t = torch.zeros(1, 2), torch.tensor([[4 * math.log(3), 0.]])
+    expect = 16 * (.75 * math.log(.75 / .5) + .25 * math.log(.25 / .5))
+    assert kd_loss(s, t, T=4).item() == pytest.approx(expect, rel=1e-6)
+    # KL(p_teacher || p_student), not the reverse
+    ps, pt = np_softmax(S.numpy() / 4), np_softmax(T_.numpy() / 4)
+    fwd = 16 * np.mean([np_kl(pt[i], ps[i]) for i in range(2)])
+    rev = 16 * np.mean([np_kl(ps[i], pt[i]) for i in range(2)])
+    assert kd_loss(S, T_).item() == pytest.approx(fwd, rel=1e-5) and abs(fwd - rev) > 1e-3
+
+def test_kd_no_gradient_to_teacher():
+    t = T_.clone().requires_grad_(); s = S.clone().requires_grad_()
+    kd_loss(s, t).backward()
+    assert t.grad is None and s.grad.abs().sum() > 0
+
+def test_dad_loss_hand_computed():
+    sd, td = S.flip(0), T_.flip(0)
+    m = torch.tensor([True, False])
+    ce = -np.mean([np.log(np_softmax(S.numpy())[i, Y[i]]) for i in range(2)])
+    kd = 16 * np.mean([np_kl(np_softmax(T_.numpy() / 4)[i], np_softmax(S.numpy() / 4)[i]) for i in range(2)])
+    kd_dad = 16 * np_kl(np_softmax(td.numpy() / 4)[0], np_softmax(sd.numpy() / 4)[0])   # only the masked-in row
+    got = dad_loss(S, T_, Y, sd, td, T=4, a=0.5, mask=m).item()
+    assert got == pytest.approx(ce + kd + 0.5 * kd_dad, rel=1e-5)
+    # no CE on DAD samples: the DAD term vanishes when the student matches the teacher there, whatever the labels
+    assert dad_loss(S, T_, Y, td, td).item() == pytest.approx(ce + kd, rel=1e-5)
+
+def test_dist_loss_hand_computed():
+    ps, pt = np_softmax(S.numpy()), np_softmax(T_.numpy())
+    inter = 1 - np.mean([np.corrcoef(ps[i], pt[i])[0, 1] for i in range(2)])
+    intra = 1 - np.mean([np.corrcoef(ps[:, j], pt[:, j])[0, 1] for j in range(3)])
+    assert dist_loss(S, T_).item() == pytest.approx(inter + intra, rel=1e-4)
+    assert dist_loss(S, T_, beta=2, gamma=0).item() == pytest.approx(2 * inter, rel=1e-4)
+    ps2, pt2 = np_softmax(S.numpy() / 2), np_softmax(T_.numpy() / 2)
+    inter2 = 1 - np.mean([np.corrcoef(ps2[i], pt2[i])[0, 1] for i in range(2)])
+    intra2 = 1 - np.mean([np.corrcoef(ps2[:, j], pt2[:, j])[0, 1] for j in range(3)])
+    assert dist_loss(S, T_, T=2).item() == pytest.approx(4 * (inter2 + intra2), rel=1e-4)
+    assert dist_loss(T_, T_).item() == pytest.approx(0, abs=1e-6)
+
+def test_ard_rslad_hand_computed():
+    s_aug = S + torch.tensor([[0.5, 0, 0], [0, 0, 0.7]])
+    ce = -np.mean([np.log(np_softmax(S.numpy())[i, Y[i]]) for i in range(2)])
+    kd4 = 16 * np.mean([np_kl(np_softmax(T_.numpy() / 4)[i], np_softmax(s_aug.numpy() / 4)[i]) for i in range(2)])
+    assert ard_loss(s_aug, T_, S, Y, T=4, alpha=0.5).item() == pytest.approx(0.5 * kd4 + 0.5 * ce, rel=1e-5)
+    kl_aug = np.mean([np_kl(np_softmax(T_.numpy())[i], np_softmax(s_aug.numpy())[i]) for i in range(2)])
+    kl_nat = np.mean([np_kl(np_softmax(T_.numpy())[i], np_softmax(S.numpy())[i]) for i in range(2)])
+    assert rslad_loss(s_aug, T_, S).item() == pytest.approx(5 / 6 * kl_aug + 1 / 6 * kl_nat, rel=1e-5)
+
+class Lin(nn.Module):
+    def __init__(self):
+        super().__init__(); self.fc = nn.Linear(12, 3)
+        with torch.no_grad(): self.fc.weight.copy_(torch.linspace(-1, 1, 36).view(3, 12)); self.fc.bias.zero_()
+    def forward(self, x): return self.fc(x.flatten(1))
+
+class Id(nn.Module):
+    grad = 'identity'
+    def forward(self, x): return x
+
+def test_attack_closed_form_linear():
+    # CE of a linear softmax model: dCE/dx = W^T (p - e_y); one L∞ step of lr 0.1 is x + 0.1 sign(grad), clipped to [0,1]
+    m = Lin(); x = torch.rand(4, 3, 2, 2, generator=torch.Generator().manual_seed(0)) * .6 + .2; y = torch.tensor([0, 1, 2, 0])
+    p = F.softmax(m(x), -1); e = F.one_hot(y, 3).float()
+    g = ((p - e) @ m.fc.weight).view_as(x)
+    torch.testing.assert_close(attack(m, x, y), (x + 0.1 * g.sign()).clamp(0, 1))
+    assert not any(q.grad is not None for q in m.parameters())
+
+def test_dat_loss_and_no_param_grad_from_attack():
+    m = Lin(); x = torch.rand(4, 3, 2, 2) * .6 + .2; y = torch.tensor([0, 1, 2, 0])
+    xa = attack(m, x, y)
+    expect = F.cross_entropy(m(x), y) + F.cross_entropy(m(xa), y)
+    loss = dat_loss(m, Id(), x, y)
+    assert all(q.grad is None for q in m.parameters())
+    torch.testing.assert_close(loss, expect)
+    vq = Id(); vq.grad = 'none'
+    dat_example(m, vq, x, y); assert vq.grad == 'none'   # restored after the attack
+
+def test_methods_run_and_agree_with_losses():
+    torch.manual_seed(0)
+    m, teacher = Lin(), as_teacher(Lin())
+    x = torch.rand(4, 3, 2, 2); y = torch.tensor([0, 1, 2, 0]); xd = torch.rand(4, 3, 2, 2); has = torch.tensor([True, False, True, True])
+    batch = (x, y, xd, has)
+    for name in METHODS:
+        loss = method_loss(name, teacher=teacher, vq=Id())(m, batch)
+        assert loss.ndim == 0 and torch.isfinite(loss), name
+    with torch.no_grad(): t, td = teacher(x), teacher(xd)
+    torch.testing.assert_close(method_loss('dad', teacher)(m, batch), dad_loss(m(x), t, y, m(xd), td, mask=has))
+    torch.testing.assert_close(method_loss('dad')(m, batch + (t, td)), dad_loss(m(x), t, y, m(xd), td, mask=has))  # cached logits
+    torch.testing.assert_close(method_loss('ard', teacher)(m, batch), ard_loss(m(xd), t, m(x), y, mask=has))
+    aug = F.cross_entropy(m(x), y) + F.cross_entropy(m(xd)[has], y[has])
+    torch.testing.assert_close(method_loss('dad_aug')(m, batch), aug)
+    with pytest.raises(ValueError, match='pass a teacher'): method_loss('kd')(m, batch)
+    with pytest.raises(KeyError, match='valid names'): method_loss('dad2')
+
+# ---------------------------------------------------------------- generation
+class Level(nn.Module):
+    "A teacher reading the class off the image brightness: class c <-> level c/(C-1)."
+    def __init__(self, C=12): super().__init__(); self.C = C
+    def forward(self, x):
+        lv = torch.linspace(0, 1, self.C)
+        return -(x.mean((1, 2, 3))[:, None] - lv[None]).abs() * 1000
+
+def level_data(C=12, reps=3):
+    y = torch.arange(C).repeat(reps)
+    x = (y.float() / (C - 1)).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).contiguous()
+    return x, y
+
+def test_labels_round_trip_not_string_sorted(tmp_path):
+    x, y = level_data()
+    man = generate_dad(Level(), Id(), (x, y), tmp_path, eps=0.01, lr=0.01, chunk_size=7, progress_bar=False)
+    assert man['kept_fraction'] == 1.0 and man['complete']
+    ds = DADShards(tmp_path)
+    assert ds.index.tolist() == list(range(len(y)))
+    assert ds.labels.tolist() == y.tolist()                     # 0..11 exactly, in order (not "0","1","10","11","2",...)
+    assert [ds[i][1] for i in range(len(ds))] == y.tolist() and isinstance(ds[0][1], int)
+    assert ds.labels.dtype == torch.int64
+
+class Bright(nn.Module):
+    def forward(self, x): m = x.mean((1, 2, 3)) - .5; return torch.stack([-m, m], 1) * 10
+
+def bright_data():
+    x = torch.cat([torch.full((3, 3, 4, 4), v) for v in (.2, .45, .55, .8)])
+    return x, torch.tensor([0] * 6 + [1] * 6)
+
+def test_filter_really_filters(tmp_path):
+    x, y = bright_data()
+    man = generate_dad(Bright(), Id(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
+    assert man['n_kept'] == 6 and man['kept_fraction'] == pytest.approx(0.5)
+    ds = DADShards(tmp_path)
+    assert ds.index.tolist() == [0, 1, 2, 9, 10, 11]
+    # the filter checks the discretised sample: a discretiser that maps everything to black drops every class-1 sample
+    class Black(nn.Module):
+        def forward(self, x): return torch.zeros_like(x)
+    man2 = generate_dad(Bright(), Black(), (x, y), tmp_path / 'black', chunk_size=5, progress_bar=False)
+    assert man2['n_kept'] == 6 and DADShards(tmp_path / 'black').labels.tolist() == [0] * 6
+
+def test_teacher_normalisation_pitfall(tmp_path):
+    net = Lin()
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    t = Teacher(net, mean, std)
+    x = torch.rand(2, 3, 2, 2)
+    ref = net((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    torch.testing.assert_close(t(x), ref)
+    xn = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with pytest.raises(ValueError, match='normalised'): t(xn)            # normalising outside is detected
+    with pytest.raises(ValueError, match='normalised'):
+        generate_dad(t, Id(), (xn, torch.zeros(2, dtype=torch.long)), tmp_path, progress_bar=False)
+    t.train(); assert not t.training and not t.model.training         # a teacher stays in eval mode
+
+class Counting(nn.Module):
+    def __init__(self, inner, fail_after=None): super().__init__(); self.inner, self.calls, self.fail_after = inner, 0, fail_after
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after: raise KeyboardInterrupt("killed")
+        return self.inner(x)
+
+def test_resume_after_kill_no_duplicates_no_gaps(tmp_path):
+    x, y = level_data(reps=4)     # 48 items, chunk 10 -> 5 chunks
+    ref = generate_dad(Level(), Id(), (x, y), tmp_path / 'ref', eps=.01, lr=.01, chunk_size=10, progress_bar=False)
+    killer = Counting(Level(), fail_after=5)   # 2 teacher calls per chunk (attack + check): dies inside chunk 3
+    with pytest.raises(KeyboardInterrupt):
+        generate_dad(killer, Id(), (x, y), tmp_path / 'run', eps=.01, lr=.01, chunk_size=10, progress_bar=False)
+    assert sorted(p.name for p in (tmp_path / 'run').glob('shard_*')) == ['shard_000000.safetensors', 'shard_000001.safetensors']
+    assert not list((tmp_path / 'run').glob('.*tmp'))
+    with pytest.raises(RuntimeError, match='incomplete'): DADShards(tmp_path / 'run')
+    assert len(DADShards(tmp_path / 'run', allow_partial=True)) == 20
+    again = Counting(Level())
+    man = generate_dad(again, Id(), (x, y), tmp_path / 'run', eps=.01, lr=.01, chunk_size=10, progress_bar=False)
+    assert again.calls == 2 * 3               # only the 3 missing chunks were computed
+    assert man['complete'] and man['n_in'] == 48 and man['n_kept'] == ref['n_kept']
+    ds = DADShards(tmp_path / 'run')
+    assert ds.index.tolist() == list(range(48))
+    for c in range(5):
+        a, b = (load_file(str(tmp_path / d / f'shard_{c:06d}.safetensors')) for d in ('run', 'ref'))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match='other settings'):
+        generate_dad(Level(), Id(), (x, y), tmp_path / 'run', eps=.02, chunk_size=10, progress_bar=False)
+
+def test_multi_process_split(tmp_path):
+    x, y = level_data(reps=4)
+    ref = generate_dad(Level(), Id(), (x, y), tmp_path / 'ref', eps=.01, lr=.01, chunk_size=10, progress_bar=False)
+    seen = {}
+    for r in (1, 0):    # the main process finishes last and writes the manifest
+        acc = SimpleNamespace(process_index=r, num_processes=2, is_main_process=r == 0, device=torch.device('cpu'), wait_for_everyone=lambda: None)
+        t = Counting(Level())
+        man = generate_dad(t, Id(), (x, y), tmp_path / 'mp', eps=.01, lr=.01, chunk_size=10, accelerator=acc, progress_bar=False)
+        seen[r] = t.calls // 2
+        if r == 1: assert man == {}
+    assert seen == {0: 3, 1: 2}     # chunks 0,2,4 and 1,3
+    assert man['complete'] and DADShards(tmp_path / 'mp').index.tolist() == DADShards(tmp_path / 'ref').index.tolist()
+
+def test_dataset_input_and_pairs(tmp_path):
+    x, y = bright_data()
+    ds_in = [(x[i], int(y[i])) for i in range(len(y))]
+    generate_dad(Bright(), Id(), ds_in, tmp_path, chunk_size=8, progress_bar=False)
+    sh = DADShards(tmp_path)
+    pairs = DADPairs((x, y), sh, teacher=Bright())
+    kept = set(sh.index.tolist())
+    for i in range(len(y)):
+        xi, yi, xd, has, t, td = pairs[i]
+        assert has == (i in kept) and yi == int(y[i])
+        if not has: assert torch.equal(xd, xi) and torch.equal(td, t)
+    tx = pairs.tensors()
+    assert len(tx) == 6 and tx[3].sum().item() == len(sh)
+    j = sh.index[0].item()
+    torch.testing.assert_close(tx[2][j], sh[0][0])
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='generate_dad first'): DADShards(tmp_path)
+    with pytest.raises(ValueError, match="norm must be"): attack(Lin(), torch.rand(1, 3, 2, 2), torch.tensor([0]), norm='l1')
+    with pytest.raises(ValueError, match='equal length'):
+        generate_dad(Level(), Id(), (torch.rand(3, 3, 4, 4), torch.tensor([0, 1])), tmp_path, progress_bar=False)
+
+def test_cli(tmp_path):
+    from robust_nb.vqgan import VQDiscretiser, vq_model, save_vq
+    torch.manual_seed(0)
+    save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), tmp_path / 'vq.safetensors')
+    x, y = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8), torch.arange(10) % 3
+    torch.save({'x': x, 'y': y}, tmp_path / 'data.pt')
+    man = generate_main(['--out', str(tmp_path / 'out'), '--teacher', 'timm:test_resnet', '--vq', str(tmp_path / 'vq.safetensors'),
+                         '--data', str(tmp_path / 'data.pt'), '--chunk-size', '4'])
+    assert man['complete'] and man['n_in'] == 10 and len(man['shards']) == 3
+    assert json.loads((tmp_path / 'out' / 'config.json').read_text())['lr'] == 0.1   # the paper's attack lr, not 0.01
+
+def test_imagenet_c_not_resized_again(tmp_path):
+    "Pitfall: ImageNet-C images are already 224 px; robust_nb.data.imagenet_c loads them pixel-exact, with no Resize+CenterCrop."
+    data = pytest.importorskip('robust_nb.data')
+    from PIL import Image
+    d = tmp_path / 'gaussian_noise' / '3' / 'n01440764'; d.mkdir(parents=True)
+    arr = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(d / 'a.png')
+    shift = data.imagenet_c(tmp_path, 'gaussian_noise', 3, strict=False)
+    img, label = shift.dataset[0]
+    assert label == 0 and img.shape == (3, 224, 224)
+    assert torch.equal((img * 255).round().to(torch.uint8), torch.from_numpy(arr).permute(2, 0, 1))
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(d / 'b.png')
+    with pytest.raises(ValueError, match='should hold 224x224'):
+        s = data.imagenet_c(tmp_path, 'gaussian_noise', 3, strict=False); [s.dataset[i] for i in range(len(s.dataset))]
