@@ -220,7 +220,7 @@ def test_imagenet_suite(tmp_path):
     assert labels_by_folder(s['imagenet_v2']) == {'0': 0, '10': 10, '2': 2}
     assert s['objectnet'].logit_transform.protocol == 'argmax_1000' and s['imagenet_a'].class_mask.sum() == 200
     t = s.table()
-    assert t.shift.tolist() == s.names and t.scored_classes.tolist() == [1000, 1000, 1000, 200, 'mapped', 1000]
+    assert t['shift'].tolist() == s.names and t.scored_classes.tolist() == [1000, 1000, 1000, 200, 'mapped', 1000]
     assert t.set_index('shift').loc['contrast-1', 'severity'] == 1
     with pytest.raises(KeyError, match="unknown layout keys"): D.imagenet_suite(r, layout=dict(imagenet_r='x'))
     with pytest.raises(FileNotFoundError, match="no ImageNet test set found"): D.imagenet_suite(tmp_path/'nothing')
