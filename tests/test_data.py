@@ -148,7 +148,7 @@ def test_objectnet(tmp_path):
     # the 2-px border crop happens before the transform
     s2 = D.objectnet(root, strict=False, transform=D.exact_transform(None))
     x, _ = s2.dataset[0]
-    raw = torch.from_numpy(np.asarray(Image.open(s2.dataset.samples[0][0]))).permute(2, 0, 1).float()/255
+    raw = torch.from_numpy(np.array(Image.open(s2.dataset.samples[0][0]))).permute(2, 0, 1).float()/255
     assert x.shape == (3, 26, 26) and torch.equal(x, raw[:, 2:-2, 2:-2])
     # protocols
     g = torch.Generator().manual_seed(0)
