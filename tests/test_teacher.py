@@ -1,0 +1,91 @@
+import os
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from robust_nb.core import safe_load, make_generator
+from robust_nb.augment import augmix, jsd_loss, deepaugment, pixmix, mixup_cutmix
+from robust_nb import teacher as T
+
+def _model(c=4):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, c))
+
+def _batch(n=6, c=4):
+    g = make_generator(0)
+    return torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, c, (n,), generator=g)
+
+def _expect_jsd(m, x, y, v1, v2, w=12.):
+    lc, l1, l2 = m(x), m(v1), m(v2)
+    return (F.cross_entropy(lc, y) + w * jsd_loss(lc, l1, l2)).item()
+
+def test_augmix_recipe_is_ce_plus_12_jsd():
+    m, (x, y) = _model(), _batch()
+    torch.manual_seed(1); loss, logs = T.RECIPES['augmix']()(m, (x, y))
+    torch.manual_seed(1); v1, v2 = augmix(x), augmix(x)
+    assert loss.item() == pytest.approx(_expect_jsd(m, x, y, v1, v2), rel=1e-5)
+    assert logs['ce'] == pytest.approx(F.cross_entropy(m(x), y).item(), rel=1e-5)
+
+def test_augmix_deepaugment_recipe_noises_half_then_jsd():
+    m, (x, y) = _model(), _batch()
+    torch.manual_seed(2); loss, _ = T.RECIPES['augmix+deepaugment']()(m, (x, y))
+    torch.manual_seed(2); xd = deepaugment(x); v1, v2 = augmix(xd), augmix(xd)
+    assert torch.equal(xd[3:], x[3:]) and not torch.equal(xd[:3], x[:3])
+    assert loss.item() == pytest.approx(_expect_jsd(m, xd, y, v1, v2), rel=1e-5)
+
+def test_pixmix_recipes_use_the_fractal_bank():
+    m, (x, y) = _model(), _batch()
+    pics = torch.rand(5, 3, 8, 8, generator=make_generator(3))
+    torch.manual_seed(3); loss, _ = T.RECIPES['pixmix'](mixing_pics=pics)(m, (x, y))
+    torch.manual_seed(3); xp = pixmix(x, pics)
+    assert loss.item() == pytest.approx(F.cross_entropy(m(xp), y).item(), rel=1e-5)
+    torch.manual_seed(4); loss, _ = T.RECIPES['augmix+pixmix'](mixing_pics=pics)(m, (x, y))
+    torch.manual_seed(4); v1 = augmix(x); v2 = pixmix(x, pics)
+    assert loss.item() == pytest.approx(_expect_jsd(m, x, y, v1, v2), rel=1e-5)
+    bank = T.FractalBank(8, seed=0)
+    assert torch.equal(bank(8, 'cpu'), T.FractalBank(8, seed=0)(8, 'cpu')) and bank(8, 'cpu') is bank(8, 'cpu')
+
+def test_standard_recipe_soft_targets_match_hard():
+    m, (x, y) = _model(), _batch()
+    hard, _ = T.RECIPES['standard']()(m, (x, y))
+    assert hard.item() == pytest.approx(F.cross_entropy(m(x), y).item(), rel=1e-6)
+    assert T._ce(m(x), F.one_hot(y, 4).float()).item() == pytest.approx(hard.item(), rel=1e-5)
+    loss, _ = T.RECIPES['standard'](mixup=mixup_cutmix(4))(m, (x, y))
+    assert torch.isfinite(loss)
+
+def test_all_recipes_backprop_and_bad_name():
+    for name in T.RECIPES:
+        m, b = _model(), _batch()
+        loss, logs = T.RECIPES[name]()(m, {'x': b[0], 'y': b[1]})
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters()), name
+    with pytest.raises(KeyError, match='valid names'): T.RECIPES['autoaugment']
+
+def test_small_teacher():
+    t = T.small_teacher(10)
+    n = sum(p.numel() for p in t.parameters())
+    assert 0.3e6 < n < 0.5e6
+    t.eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert t(x).shape == (2, 10)
+
+def test_cli_errors():
+    with pytest.raises(KeyError, match='valid names'): T.main(['--recipe', 'nope'])
+    with pytest.raises(FileNotFoundError, match='ImageFolder'): T.main(['--data', '/does/not/exist'])
+
+def test_robustify_and_cli_end_to_end(tmp_path, monkeypatch):
+    pytest.importorskip('robust_nb.engine')
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+    out = T.main(['--recipe', 'augmix', '--n', '32', '--batch-size', '16', '--epochs', '1', '--ckpt-dir', str(tmp_path / 'ck'),
+                  '--out', str(tmp_path / 't.pt')])
+    d = safe_load(out)
+    assert d['recipe'] == 'augmix' and d['num_classes'] == 10
+    t = T.small_teacher(10); t.load_state_dict(d['state_dict'])
+    # the cache: a second call loads without training and gives the same weights
+    cfg = dict(n=32, epochs=1, batch_size=16)
+    m1 = T.embedded_teacher('standard', progress=False, **cfg)
+    monkeypatch.setattr(T, 'robustify_teacher', lambda *a, **k: (_ for _ in ()).throw(AssertionError('retrained')))
+    m2 = T.embedded_teacher('standard', **cfg)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert (T.teacher_dir('standard', **cfg) / 'teacher.pt').exists()
