@@ -224,3 +224,19 @@ def test_imagenet_suite(tmp_path):
     assert t.set_index('shift').loc['contrast-1', 'severity'] == 1
     with pytest.raises(KeyError, match="unknown layout keys"): D.imagenet_suite(r, layout=dict(imagenet_r='x'))
     with pytest.raises(FileNotFoundError, match="no ImageNet test set found"): D.imagenet_suite(tmp_path/'nothing')
+
+def test_val_flat_with_loc_csv(tmp_path):
+    flat = tmp_path/'val'; flat.mkdir()
+    for i in (1, 2, 3): Image.new('RGB', (8, 8), (i, 0, 0)).save(flat/f'ILSVRC2012_val_{i:08d}.JPEG')
+    csv = tmp_path/'LOC_val_solution.csv'
+    csv.write_text(f"ImageId,PredictionString\nILSVRC2012_val_00000003,{W[10]} 0 0 4 4\n"
+                   f"ILSVRC2012_val_00000001,{W[999]} 0 0 4 4 {W[999]} 1 1 2 2\nILSVRC2012_val_00000002,{W[0]} 1 1 3 3\n")
+    s = D.imagenet_val(flat, labels=csv, strict=False)
+    assert [(Path(p).name, y) for p, y in s.dataset.samples] == [('ILSVRC2012_val_00000001.JPEG', 999),
+        ('ILSVRC2012_val_00000002.JPEG', 0), ('ILSVRC2012_val_00000003.JPEG', 10)]
+    with pytest.raises(ValueError, match="covers 3 of 1000 classes"): D.imagenet_val(flat, labels=csv)
+    csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000009,n01440764 0 0 1 1\n")
+    with pytest.raises(FileNotFoundError, match="has no such image"): D.imagenet_val(flat, labels=csv, strict=False)
+    csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n00000001 0 0 1 1\n")
+    with pytest.raises(ValueError, match="unknown wnid 'n00000001'"): D.imagenet_val(flat, labels=csv, strict=False)
+    with pytest.raises(FileNotFoundError, match="LOC_val_solution"): D.imagenet_val(flat, labels=tmp_path/'none.csv', strict=False)
