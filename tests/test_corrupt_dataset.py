@@ -146,3 +146,29 @@ def test_default_is_real_corrupt_and_cli(tmp_path, real_or_standin, capsys):
     assert e.value.code == 2 and 'does not exist' in capsys.readouterr().err
     with pytest.raises(SystemExit): CD.main([str(src), str(tmp_path/'y'), '--severities', '0'])
     assert '1..5' in capsys.readouterr().err
+
+def slow_standin(x, name, severity, generator=None):
+    import time; time.sleep(0.03)
+    return standin(x, name, severity, generator)
+
+def test_sigkill_then_resume(tmp_path):
+    "A real SIGKILL of a building process, then a resume: byte-identical to an uninterrupted build, nothing missing or extra."
+    import os, signal, subprocess, time
+    src = src_tree(tmp_path/'src', n=4)
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_corrupt_dataset import slow_standin, KW; "
+            f"from robust_nb.corrupt_dataset import corrupt_folder; "
+            f"corrupt_folder({str(src)!r}, {str(tmp_path/'run')!r}, corrupt_fn=slow_standin, workers=2, chunk_size=1, **KW)")
+    proc = subprocess.Popen([sys.executable, '-c', code])
+    try:
+        t0 = time.time()
+        while len(list((tmp_path/'run').rglob('*.jpg'))) < 6 and proc.poll() is None and time.time() - t0 < 120: time.sleep(0.01)
+        assert proc.poll() is None, "the build finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally: proc.wait()
+    n_partial = len(list((tmp_path/'run').rglob('*.jpg')))
+    assert 6 <= n_partial < 48
+    st = CD.corrupt_folder(src, tmp_path/'run', corrupt_fn=standin, **KW)
+    assert st['written'] + st['skipped'] == 48 and st['skipped'] == n_partial
+    CD.corrupt_folder(src, tmp_path/'ref', corrupt_fn=standin, **KW)
+    assert files(tmp_path/'run') == files(tmp_path/'ref')
+    assert not list((tmp_path/'run').rglob('*.tmp'))
