@@ -33,7 +33,7 @@ def test_linear_probe_only_fc_and_cache_exact(vit, xy):
 def test_finetune_changes_everything(vit, xy):
     r = finetune(vit, xy, epochs=1, batch_size=6)
     assert r.n_tuned == sum(p.numel() for p in vit.parameters())
-    assert not torch.equal(r.model.stages[1].attn.qkv.weight, vit.stages[1].attn.qkv.weight)
+    assert not torch.equal(r.model.stages[1].fn.qkv.weight, vit.stages[1].fn.qkv.weight)
     assert r.ms_per_img > 0 and r.n_seen == 12
 
 
@@ -70,10 +70,11 @@ def test_vpt_shallow_and_deep(vit, xy):
     d = vpt_model(vit, 5, deep=True)
     assert d.kinds.count("prompt") == vit.n_blocks
     r = vpt(vit, xy, deep=True, epochs=1, batch_size=6)
-    d_model = vit.stages[1].mlp.fc1.weight.shape[1]
+    d_model = vit.stages[2].fn.fc1.weight.shape[1]
     assert r.n_tuned == vit.n_blocks * 5 * d_model + vit.stages[-1].fc.weight.numel() + 3
     blocks = [s for s, k in zip(r.model.stages, r.model.kinds) if k == "block"]
-    assert all(torch.equal(a.attn.qkv.weight, b.attn.qkv.weight) for a, b in zip(blocks, vit.stages[1:-2]))
+    orig = [s for s, k in zip(vit.stages, vit.kinds) if k == "block"]
+    assert all(torch.equal(a.fn.qkv.weight, b.fn.qkv.weight) for a, b in zip(blocks, orig))
     with pytest.raises(TypeError, match="needs a ViT"): vpt_model(timm_classifier("test_resnet", 3))
     with pytest.raises(ValueError, match="tokens"): vpt_model(vit, 0)
 

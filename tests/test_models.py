@@ -81,7 +81,7 @@ def test_split_by_blocks_and_frac():
     s = embedded_student(10).eval()
     for b in range(1, 7):
         sp = split_model(s, blocks=b)
-        assert sp.cut == 7 - b and sp.n_total == _n(s)
+        assert s.kinds[sp.cut] == "block" and s.kinds[sp.cut:].count("block") == b and sp.n_total == _n(s)
         assert sp.n_tuned == sum(p.numel() for st in s.stages[sp.cut:] for p in st.parameters())
         assert len(sp.shared) >= 1 and len(sp.head) >= 1
     x = torch.rand(3, 3, 32, 32)
@@ -105,6 +105,16 @@ def test_split_errors():
     with pytest.raises(ValueError, match="between 1 and 6"): split_model(s, blocks=0)
     with pytest.raises(ValueError, match="exactly one"): split_model(s, frac=.1, blocks=1)
     with pytest.raises(TypeError, match="StagedModel"): split_model(timm.create_model("test_vit"), blocks=1)
+
+
+def test_residual_stages_match_whole_blocks():
+    torch.manual_seed(0); a = embedded_student(4).eval()
+    b = embedded_student(4, residual_stages=False).eval()
+    b.load_state_dict({k2: v for (k1, v), k2 in zip(a.state_dict().items(), b.state_dict())})
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(a(x), b(x))
+    assert a.kinds.count("mlp") == 6 and b.kinds.count("mlp") == 0 and a.n_blocks == b.n_blocks == 6
+    assert split_model(a, frac=0.1).frac_tuned < split_model(b, frac=0.1).frac_tuned   # finer cut points
 
 
 def test_split_cnn_and_clip():
