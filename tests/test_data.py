@@ -240,3 +240,14 @@ def test_val_flat_with_loc_csv(tmp_path):
     csv.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n00000001 0 0 1 1\n")
     with pytest.raises(ValueError, match="unknown wnid 'n00000001'"): D.imagenet_val(flat, labels=csv, strict=False)
     with pytest.raises(FileNotFoundError, match="LOC_val_solution"): D.imagenet_val(flat, labels=tmp_path/'none.csv', strict=False)
+
+def test_dataset_reprs_identify_the_data(tmp_path):
+    "evaluate keys its caches on repr(dataset): two different datasets must never share one."
+    a = D.imagenet_val(tree(tmp_path/'a', W[:2]), strict=False).dataset
+    b = D.imagenet_val(tree(tmp_path/'b', W[:2]), strict=False).dataset          # same sizes and classes, other files
+    c = D.imagenet_val(tree(tmp_path/'c', [W[0], W[2]]), strict=False).dataset    # same files names, other labels
+    assert len({repr(a), repr(b), repr(c)}) == 3 and str(tmp_path/'a') in repr(a)
+    assert repr(a) == repr(D.imagenet_val(tmp_path/'a', strict=False).dataset)
+    root = cifar(tmp_path/'cc')
+    r = {repr(D.cifar_c(root, c, s, n_per_severity=6).dataset) for c in ('fog', 'gaussian_noise') for s in (1, 2)}
+    assert len(r) == 4
