@@ -1,0 +1,248 @@
+import sys, types, json
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from robust_nb.data import Shift, Suite
+from robust_nb import metrics as M
+from robust_nb.evaluate import (evaluate, evaluate_shift, Results, model_fingerprint, shift_fingerprint, count_params, flops,
+                                latency, train_ms_per_img, results_table, severity_table, severity_curves, corruption_bars,
+                                pareto_plot, pareto_front, teacher_student_bars, write_report, main)
+
+K = 4
+
+
+class Labelled(torch.utils.data.Dataset):
+    "Images whose first pixel encodes the label (label/10); the rest is a fixed pattern."
+    def __init__(self, n, offset=0): self.n, self.offset = n, offset
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        y = (i + self.offset) % K
+        x = torch.full((3, 8, 8), .5); x[0, 0, 0] = y / 10
+        return x, y
+    def __repr__(self): return f"Labelled({self.n}, {self.offset})"
+
+
+class Oracle(nn.Module):
+    "Reads the label back from pixel (0,0,0); `calls` counts images seen."
+    def __init__(self, k=K):
+        super().__init__(); self.k = k; self.scale = nn.Parameter(torch.tensor(3.)); self.calls = 0
+    def forward(self, x):
+        self.calls += len(x)
+        y = (x[:, 0, 0, 0] * 10).round().long().clamp(0, self.k - 1)
+        return torch.nn.functional.one_hot(y, self.k).float() * self.scale
+
+
+def fake_corruptions(monkeypatch, calls=None):
+    "A stand-in for robust_nb.corruptions following the contract: corrupt(x, name, severity, generator)."
+    mod = types.ModuleType('robust_nb.corruptions')
+    mod.CORRUPTIONS = ('gaussian_noise', 'fog'); mod.EXTRA_CORRUPTIONS = ()
+    def corrupt(x, name, severity, generator=None):
+        if calls is not None: calls.append((name, severity))
+        # corrupt the label pixel of a random subset whose size grows with severity
+        m = torch.rand(len(x), generator=generator, device=x.device) < severity / 6
+        x = x.clone(); x[m, 0, 0, 0] = ((x[m, 0, 0, 0] * 10 + 1) % K) / 10
+        return x
+    mod.corrupt = corrupt
+    monkeypatch.setitem(sys.modules, 'robust_nb.corruptions', mod)
+    import robust_nb
+    monkeypatch.setattr(robust_nb, 'corruptions', mod, raising=False)
+    return mod
+
+
+def make_suite(cs=('gaussian_noise', 'fog'), sev=(1, 2, 3, 4, 5), n=24):
+    clean = Labelled(n)
+    shifts = [Shift('clean', clean, 'clean'), Shift('other', Labelled(n, 1), 'natural'),
+              Shift('masked', Labelled(n), 'natural', class_mask=torch.tensor([True, True, False, True]))]
+    shifts += [Shift(f'{c}-{s}', clean, 'corruption', c, s, on_the_fly=True) for c in cs for s in sev]
+    return Suite('fake', K, list('abcd'), shifts)
+
+
+@pytest.fixture(autouse=True)
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+
+
+def test_accuracy_mask_and_corruption_counts(monkeypatch):
+    fake_corruptions(monkeypatch)
+    suite = make_suite()
+    r = evaluate(Oracle(), suite, batch_size=5, cache=False, baseline=None)
+    df = r.shifts.set_index('shift')
+    assert df.loc['clean', 'top1'] == 1 and df.loc['other', 'top1'] == 1
+    assert df.loc['masked', 'top1'] == pytest.approx(18 / 24)        # label 2 masked out: 6 of 24 wrong
+    assert np.isnan(df.loc['masked', 'top5'])                         # top-5 of a 4-class problem is undefined
+    # corrupted accuracy decreases with severity on average and equals 1 - fraction of flipped labels
+    acc = [df.loc[f'fog-{s}', 'top1'] for s in range(1, 6)]
+    assert acc[0] > acc[-1]
+    assert r.corruption_table().shape == (2, 6)
+
+
+def test_determinism_and_seed(monkeypatch):
+    fake_corruptions(monkeypatch)
+    suite = make_suite()
+    a = evaluate(Oracle(), suite, batch_size=7, cache=False, seed=0, baseline=None).shifts
+    b = evaluate(Oracle(), suite, batch_size=7, cache=False, seed=0, baseline=None).shifts
+    c = evaluate(Oracle(), suite, batch_size=7, cache=False, seed=1, baseline=None).shifts
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.top1.equals(c.top1)
+
+
+def test_cache_rerun_costs_nothing_and_resumes(monkeypatch):
+    calls = []
+    fake_corruptions(monkeypatch, calls)
+    suite = make_suite()
+    m = Oracle()
+    r1 = evaluate(m, suite, batch_size=8)
+    seen = m.calls
+    m.calls = 0; calls.clear()
+    r2 = evaluate(m, suite, batch_size=8)
+    assert m.calls == 1 and not calls          # only the class-count probe runs
+    assert r2.info['cached_shifts'] == len(suite)
+    pd.testing.assert_frame_equal(r1.shifts, r2.shifts)
+    # changed weights -> new fingerprint -> recomputed
+    with torch.no_grad(): m.scale += 1
+    m.calls = 0
+    evaluate(m, suite, batch_size=8)
+    assert m.calls == seen
+
+
+def test_resume_after_crash(monkeypatch):
+    fake_corruptions(monkeypatch)
+    suite = make_suite()
+
+    class Crashy(Oracle):
+        crash_at = None
+        def forward(self, x):
+            if self.crash_at is not None and self.calls >= self.crash_at: raise KeyboardInterrupt
+            return super().forward(x)
+
+    m = Crashy(); m.crash_at = 24 * 5 + 1
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(m, suite, batch_size=24)
+    m.crash_at = None; m.calls = 0
+    r = evaluate(m, suite, batch_size=24)
+    # first 5 shifts (after the probe) were cached before the crash
+    assert r.info['cached_shifts'] == 5
+    assert m.calls == 1 + 24 * (len(suite) - 5)
+    ref = evaluate(Oracle(), suite, batch_size=24, cache=False)
+    pd.testing.assert_frame_equal(r.shifts, ref.shifts)
+
+
+def test_class_mismatch_error(monkeypatch):
+    fake_corruptions(monkeypatch)
+    with pytest.raises(ValueError, match="outputs 5 classes but suite 'fake' has 4"):
+        evaluate(Oracle(5), make_suite(), cache=False)
+
+
+def test_logit_transform():
+    # a 2-way shift: classes {0,1} -> 0, {2,3} -> 1
+    tf = lambda l: torch.stack([l[:, :2].max(1).values, l[:, 2:].max(1).values], 1)
+    class Two(Labelled):
+        def __getitem__(self, i): x, y = super().__getitem__(i); return x, y // 2
+    suite = Suite('fake', K, list('abcd'), [Shift('clean', Labelled(8), 'clean'), Shift('two', Two(8), 'natural', logit_transform=tf)])
+    r = evaluate(Oracle(), suite, cache=False, baseline=None)
+    assert r.shifts.top1.tolist() == [1., 1.]
+    assert np.isnan(r.shifts.top5.iloc[1])     # fewer than 5 classes
+
+
+def test_summary_mce_matches_metrics(monkeypatch):
+    fake_corruptions(monkeypatch)
+    norm = {'gaussian_noise': [.5, .6, .7, .8, .9], 'fog': .6, 'clean': .3}
+    r = evaluate(Oracle(), make_suite(), batch_size=8, cache=False, baseline=norm)
+    s = r.summary()
+    errs = r.corruption_errors()
+    assert s['mCE (custom)'] == pytest.approx(M.mce(errs, norm))
+    assert s['rel. mCE (custom)'] == pytest.approx(M.relative_mce(errs, 0., norm))
+    nat = r.shifts[r.shifts.kind == 'natural'].top1.tolist()
+    cor = r.shifts[r.shifts.kind == 'corruption'].top1.mean()
+    assert s['avg shifts'] == pytest.approx(100 * np.mean(nat + [cor]))
+    # auto baseline with ImageNet-C names on a non-embedded suite: AlexNet restricted to these corruptions
+    r2 = evaluate(Oracle(), make_suite(), batch_size=8, cache=False)
+    assert r2.baseline['name'] == 'alexnet[2/15]'
+    assert r2.summary()['mCE (alexnet[2/15])'] == pytest.approx(M.mce(errs, M.ALEXNET.subset(['gaussian_noise', 'fog'])))
+    # incomplete severities: no mCE, but the table still works
+    r3 = evaluate(Oracle(), make_suite(sev=(1, 3)), cache=False)
+    assert not any(k.startswith('mCE') for k in r3.summary().index)
+
+
+def test_results_roundtrip_and_report(monkeypatch, tmp_path):
+    fake_corruptions(monkeypatch)
+    r = evaluate(Oracle(), make_suite(), batch_size=8, cache=False)
+    r.save(tmp_path / 'r.json')
+    r2 = Results.load(tmp_path / 'r.json')
+    pd.testing.assert_frame_equal(r.shifts, r2.shifts)
+    pd.testing.assert_series_equal(r.summary(), r2.summary())
+    weak = Results('weak', 'fake', r.shifts.assign(top1=r.shifts.top1 * .5), r.baseline)
+    t = results_table({'oracle': r, 'weak': weak}, costs={'oracle': dict(params_M=1.), 'weak': dict(params_M=2.)})
+    assert list(t.index) == ['oracle', 'weak'] and t.loc['weak', 'clean'] == 50. and t.loc['weak', 'params_M'] == 2.
+    assert len(severity_table([r, weak])) == 2 * 10
+    assert len(severity_curves({'a': r, 'b': weak}).data) == 2 * 2
+    assert len(corruption_bars({'a': r, 'b': weak}).data) == 2
+    paths = write_report({'oracle': r, 'weak': weak}, tmp_path / 'out')
+    h = paths['html'].read_text()
+    assert 'src="http' not in h and len(h) > 1_000_000       # plotly.js inlined: opens offline
+    assert h.count('Plotly.newPlot') == 2 and 'oracle' in h
+    assert json.loads(paths['json'].read_text())['weak']['model'] == 'weak'
+    assert len(pd.read_csv(paths['csv'])) == 2 * len(r.shifts)
+
+
+def test_fingerprints():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    f = model_fingerprint(m)
+    m[1].num_batches_tracked += 1
+    assert model_fingerprint(m) != f
+    assert model_fingerprint(m, 'rule=ours') != model_fingerprint(m)
+    s1, s2 = Shift('x', Labelled(8), 'natural'), Shift('x', Labelled(8, 1), 'natural')
+    assert shift_fingerprint(s1) != shift_fingerprint(s2)
+
+
+def test_costs():
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    m[0].weight.requires_grad_(False)
+    assert count_params(m) == (8 * 36 * 10 + 10, 8 * 27 + 8 * 36 * 10 + 10)
+    f = flops(m, (2, 3, 8, 8))
+    assert f['macs'] == 8 * 27 * 36 + 288 * 10           # per image
+    assert f['flops'] == 2 * f['macs']
+    assert latency(m, input_size=(2, 3, 8, 8), warmup=1, repeat=2) > 0
+    assert train_ms_per_img(types.SimpleNamespace(ms_per_img=3.5)) == 3.5
+    assert train_ms_per_img([dict(img_per_s=2000.)] * 3) == pytest.approx(.5)
+    hist = types.SimpleNamespace(history=[dict(step=i, time=1. + .2 * i) for i in range(6)])
+    assert train_ms_per_img(hist, batch_size=100) == pytest.approx(2.)
+    n = []
+    assert train_ms_per_img(lambda: n.append(1), batch_size=10, warmup=1, repeat=3) >= 0 and len(n) == 4
+    with pytest.raises(ValueError, match="batch_size"):
+        train_ms_per_img(lambda: None)
+
+
+def test_pareto_and_teacher_student():
+    assert pareto_front([750, 3950, 2500, 570], [64.9, 62.9, 52.1, 62.1]) == [3, 0]
+    f = pareto_plot([dict(name='Ours', train_ms_per_img=750, accuracy=64.9), dict(name='WiSE', train_ms_per_img=3950, accuracy=62.9)])
+    assert list(f.data[1].x) == [750]
+    with pytest.raises(KeyError, match="'accuracy'"):
+        pareto_plot([dict(name='a', train_ms_per_img=1, acc=2)])
+    f = teacher_student_bars([dict(student=s, teacher=t, accuracy=a) for s, t, a in
+                              [('RN50', None, 50), ('RN50', 'RN34', 53), ('RN101', None, 55), ('RN101', 'RN34', 58)]])
+    assert [d.name for d in f.data] == ['None', 'RN34']
+
+
+def test_cli_embedded(monkeypatch, tmp_path):
+    fake_corruptions(monkeypatch)
+    out = tmp_path / 'o'
+    r = main(['--model', 'test_resnet', '--n', '16', '--size', '32', '--corruptions', 'fog', '--severities', '1', '2',
+              '--baseline', 'none', '--out', str(out), '--batch-size', '8'])
+    assert set(r.shifts['shift']) >= {'photo', 'fog-1', 'fog-2'}
+    assert (out / 'report.html').exists() and (out / 'summary.csv').exists()
+    # robust_nb checkpoint path: save the wrapper's state dict and load it back
+    from robust_nb.models import timm_classifier
+    from robust_nb.core import atomic_save
+    import robust_nb.synthetic as syn
+    m = timm_classifier('test_resnet', syn.NUM_CLASSES)
+    atomic_save({'model': m.state_dict()}, tmp_path / 'ck.pt')
+    r2 = main(['--model', 'test_resnet', '--checkpoint', str(tmp_path / 'ck.pt'), '--n', '16', '--corruptions', 'fog',
+               '--severities', '1', '--baseline', 'none', '--out', str(out)])
+    assert r2.info['model_fingerprint'] == model_fingerprint(m)
+    from robust_nb.evaluate import load_model
+    with pytest.raises(RuntimeError, match="does not fit"):
+        load_model('test_vit', syn.NUM_CLASSES, checkpoint=tmp_path / 'ck.pt')
