@@ -27,7 +27,9 @@ class Labelled(torch.utils.data.Dataset):
 class Oracle(nn.Module):
     "Reads the label back from pixel (0,0,0); `calls` counts images seen."
     def __init__(self, k=K):
-        super().__init__(); self.k = k; self.scale = nn.Parameter(torch.tensor(3.)); self.calls = 0
+        super().__init__(); self.k = k; self.scale = nn.Parameter(torch.tensor(3.)); self._calls = 0
+    # counters live in `_` attributes: public plain attributes are settings and part of the model fingerprint
+    calls = property(lambda self: self._calls, lambda self, v: setattr(self, '_calls', v))
     def forward(self, x):
         self.calls += len(x)
         y = (x[:, 0, 0, 0] * 10).round().long().clamp(0, self.k - 1)
@@ -113,15 +115,15 @@ def test_resume_after_crash(monkeypatch):
     suite = make_suite()
 
     class Crashy(Oracle):
-        crash_at = None
+        _crash_at = None
         def forward(self, x):
-            if self.crash_at is not None and self.calls >= self.crash_at: raise KeyboardInterrupt
+            if self._crash_at is not None and self.calls >= self._crash_at: raise KeyboardInterrupt
             return super().forward(x)
 
-    m = Crashy(); m.crash_at = 24 * 5 + 1
+    m = Crashy(); m._crash_at = 24 * 5 + 1
     with pytest.raises(KeyboardInterrupt):
         evaluate(m, suite, batch_size=24)
-    m.crash_at = None; m.calls = 0
+    m._crash_at = None; m.calls = 0
     r = evaluate(m, suite, batch_size=24)
     # first 5 shifts (after the probe) were cached before the crash
     assert r.info['cached_shifts'] == 5
@@ -194,6 +196,8 @@ def test_fingerprints():
     m[1].num_batches_tracked += 1
     assert model_fingerprint(m) != f
     assert model_fingerprint(m, 'rule=ours') != model_fingerprint(m)
+    f = model_fingerprint(m); m[0].rule = 'max_logit'            # plain public settings count
+    assert model_fingerprint(m) != f
     s1, s2 = Shift('x', Labelled(8), 'natural'), Shift('x', Labelled(8, 1), 'natural')
     assert shift_fingerprint(s1) != shift_fingerprint(s2)
 
@@ -246,3 +250,26 @@ def test_cli_embedded(monkeypatch, tmp_path):
     from robust_nb.evaluate import load_model
     with pytest.raises(RuntimeError, match="does not fit"):
         load_model('test_vit', syn.NUM_CLASSES, checkpoint=tmp_path / 'ck.pt')
+
+
+def test_evaluate_perturbations(monkeypatch):
+    mod = fake_corruptions(monkeypatch)
+    mod.PERTURBATIONS = ('gaussian_noise', 'translate'); mod.NOISE_PERTURBATIONS = ('gaussian_noise',)
+    def perturbation_sequence(x, name, difficulty=1, generator=None):
+        frames = []
+        for t in range(5):   # the label pixel moves on every second frame: predictions y, y, y+1, y+1, y+2
+            f = x.clone(); f[:, 0, 0, 0] = ((f[:, 0, 0, 0] * 10).round() + t // 2) / 10; frames.append(f)
+        return torch.stack(frames, 1)
+    mod.perturbation_sequence = perturbation_sequence
+    from robust_nb.evaluate import evaluate_perturbations
+    m = Oracle(k=8)
+    df = evaluate_perturbations(m, Labelled(12), batch_size=5).set_index('perturbation')
+    assert df.loc['gaussian_noise', 'flip_prob'] == pytest.approx(3 / 4)    # every frame vs the first
+    assert df.loc['translate', 'flip_prob'] == pytest.approx(2 / 4)         # consecutive frames
+    assert (df.t5d >= 0).all()
+    d2 = evaluate_perturbations(m, Labelled(12), difficulty=2, batch_size=5).set_index('perturbation')
+    assert d2.loc['translate', 'flip_prob'] == pytest.approx(1.)            # stride 2: always one label apart
+    m.calls = 0
+    evaluate_perturbations(m, Labelled(12), batch_size=5)                   # cached
+    assert m.calls == 0
+    assert M.mfr(df.flip_prob.to_dict(), {'gaussian_noise': .75, 'translate': .25}) == pytest.approx(150.)
