@@ -172,3 +172,24 @@ def test_sigkill_then_resume(tmp_path):
     CD.corrupt_folder(src, tmp_path/'ref', corrupt_fn=standin, **KW)
     assert files(tmp_path/'run') == files(tmp_path/'ref')
     assert not list((tmp_path/'run').rglob('*.tmp'))
+
+def test_classes_filter(tmp_path):
+    src = src_tree(tmp_path/'src', classes=('a', 'b', 'c'), n=1)
+    CD.corrupt_folder(src, tmp_path/'o', corrupt_fn=standin, classes=['c', 'a'], **KW)
+    assert {Path(k).parent.name for k in files(tmp_path/'o')} == {'a', 'c'}
+    with pytest.raises(FileNotFoundError, match="1 requested class folders are missing.*zebra"):
+        CD.corrupt_folder(src, tmp_path/'o2', corrupt_fn=standin, classes=['a', 'zebra'], **KW)
+
+def test_cli_objectnet_c_roundtrip(tmp_path, real_or_standin, capsys):
+    "ObjectNet -> ObjectNet-C with the CLI, read back by data.objectnet_c_suite in ObjectNet's label space."
+    from robust_nb.data import objectnet_c_suite, objectnet_classes
+    src = src_tree(tmp_path/'objectnet', classes=('mug', 'wok', 'squeegee'), n=1, hw=(60, 70))
+    CD.main([str(src), str(tmp_path/'onc'), '--objectnet', '--classes', 'mug,wok', '--corruptions', 'fog', '--severities', '2',
+             '--size', '32', '--resize', '40'])
+    assert sorted(files(tmp_path/'onc')) == ['fog/2/mug/img0.jpg', 'fog/2/wok/img0.jpg']
+    assert json.loads((tmp_path/'onc'/CD.SETTINGS_FILE).read_text())['border'] == 2
+    x = CD.prepare(src/'mug'/'img0.png', 32, 40, border=2)
+    g = torch.Generator().manual_seed(CD.image_seed(0, 'fog', 2, 'mug/img0.png'))
+    assert files(tmp_path/'onc')['fog/2/mug/img0.jpg'] == CD.encode_jpeg(real_or_standin.corrupt(x, 'fog', 2, generator=g), 85)
+    s = objectnet_c_suite(tmp_path/'onc', severities=(2,), size=32, strict=False)
+    assert s.names == ['fog-2'] and sorted(s['fog-2'].dataset.targets) == sorted(objectnet_classes().index(c) for c in ('mug', 'wok'))

@@ -251,3 +251,16 @@ def test_dataset_reprs_identify_the_data(tmp_path):
     root = cifar(tmp_path/'cc')
     r = {repr(D.cifar_c(root, c, s, n_per_severity=6).dataset) for c in ('fog', 'gaussian_noise') for s in (1, 2)}
     assert len(r) == 4
+
+def test_objectnet_c_suite(tmp_path):
+    cls = D.objectnet_classes()
+    for s in (1, 3): tree(tmp_path/'onc'/'snow'/str(s), ['mug', 'wok'], hw=(224, 224)); tree(tmp_path/'onc'/'brightness'/str(s), ['mug'], hw=(224, 224))
+    clean = D.objectnet(tree(tmp_path/'on', ['mug']), strict=False, protocol='argmax_1000')
+    s = D.objectnet_c_suite(tmp_path/'onc', protocol='argmax_1000', clean=clean, severities=(1, 3), strict=False)
+    assert s.names == ['objectnet', 'snow-1', 'snow-3', 'brightness-1', 'brightness-3']
+    sh = s['snow-3']
+    assert (sh.kind, sh.corruption, sh.severity) == ('corruption', 'snow', 3) and sh.logit_transform.protocol == 'argmax_1000'
+    assert sorted(set(sh.dataset.targets)) == sorted([cls.index('mug'), cls.index('wok')])
+    assert sh.map_logits(torch.randn(3, 1000)).shape == (3, 114)
+    with pytest.raises(ValueError, match="has 1 class folders, expected 113"): D.objectnet_c_suite(tmp_path/'onc', severities=(1,))
+    with pytest.raises(FileNotFoundError, match="--objectnet"): D.objectnet_c_suite(tmp_path/'nope')
