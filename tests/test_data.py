@@ -262,5 +262,5 @@ def test_objectnet_c_suite(tmp_path):
     assert (sh.kind, sh.corruption, sh.severity) == ('corruption', 'snow', 3) and sh.logit_transform.protocol == 'argmax_1000'
     assert sorted(set(sh.dataset.targets)) == sorted([cls.index('mug'), cls.index('wok')])
     assert sh.map_logits(torch.randn(3, 1000)).shape == (3, 114)
-    with pytest.raises(ValueError, match="has 1 class folders, expected 113"): D.objectnet_c_suite(tmp_path/'onc', severities=(1,))
+    with pytest.raises(ValueError, match="has 2 class folders, expected 113"): D.objectnet_c_suite(tmp_path/'onc', severities=(1,))
     with pytest.raises(FileNotFoundError, match="--objectnet"): D.objectnet_c_suite(tmp_path/'nope')
