@@ -82,7 +82,7 @@ def test_embedded_suite(synth):
     for sh in s:
         x, y = sh.dataset[0]
         assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and 0 <= int(y) < s.num_classes
-    assert len(s['hard'].dataset) == 16
+    assert len(s['hard'].dataset) == 16 and s.info == dict(size=32, n=16, seed=3) and s.subset(['v2']).info == s.info
     with pytest.raises(KeyError, match="valid names: gaussian_noise"): D.embedded_suite(n=4, corruptions=['gausian_noise'])
     with pytest.raises(ValueError, match="1..5"): D.embedded_suite(n=4, corruptions=['fog'], severities=(0,))
     with pytest.raises(KeyError, match="unknown natural"): D.embedded_suite(n=4, corruptions=[], natural=['photo'])
