@@ -153,3 +153,28 @@ def test_f_correct_avg_shifts():
     assert avg_shifts(dict(clean=86.9, v2=79.5, r=90.1, s=65.0, o=72.1, a=80.6, c=62.9)) == pytest.approx(75.0, abs=.05)
     with pytest.raises(ValueError, match="no distribution shifts"):
         avg_shifts({'clean': 80.})
+
+
+def test_embedded_baseline_trains_once_and_caches(tmp_path, monkeypatch):
+    import sys, types
+    from robust_nb import metrics
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+    mod = types.ModuleType('robust_nb.corruptions')
+    mod.CORRUPTIONS = ('fog', 'snow'); mod.EXTRA_CORRUPTIONS = ()
+    mod.corrupt = lambda x, name, severity, generator=None: (x * (1 - .15 * severity) + .1 * severity).clamp(0, 1)
+    monkeypatch.setitem(sys.modules, 'robust_nb.corruptions', mod)
+    kw = dict(size=16, n=20, corruptions=['fog'], recipe=dict(steps=3, batch_size=8, train_n=32), progress=False)
+    norm = metrics.embedded_baseline(**kw)
+    assert norm.name == 'embedded' and norm.corruptions == ['fog'] and len(norm.errors['fog']) == 5
+    assert 0 <= norm.clean_error <= 1 and norm.info['recipe']['steps'] == 3
+    # cached: a second call must not train again, and returns the same numbers
+    monkeypatch.setattr(metrics, '_train_reference', lambda *a, **k: pytest.fail("retrained"))
+    again = metrics.embedded_baseline(**kw)
+    assert again.errors == norm.errors and again.clean_error == norm.clean_error
+    # a different recipe is a different normaliser
+    with pytest.raises(pytest.fail.Exception):
+        metrics.embedded_baseline(**dict(kw, recipe=dict(steps=4, batch_size=8, train_n=32)))
+    # mCE of the reference against itself is 100
+    errs = {'fog': list(norm.errors['fog'])}
+    if sum(errs['fog']) > 0: assert mce(errs, norm) == pytest.approx(100.)
