@@ -1,0 +1,240 @@
+import json, math, os, random
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from robust_nb.core import safe_load
+from robust_nb.engine import fit, FitResult, read_log, train_ms_per_img, model_signature, OPTIMIZERS
+
+N, D, C = 96, 6, 3
+
+def make_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, C, (N,), generator=g)
+    return torch.randn(N, D, generator=g) + 2 * torch.eye(C, D)[y], y
+
+def make_model(seed=1):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(D, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, C))
+
+class Boom(Exception): pass
+
+def noisy_loss(kill_at=None, counter=None):
+    "CE with input noise and dropout from torch's global RNG (must be restored on resume); raises at call `kill_at`."
+    counter = counter if counter is not None else [0]
+    def f(model, batch):
+        counter[0] += 1
+        if kill_at is not None and counter[0] == kill_at: raise Boom(f"killed at call {counter[0]}")
+        x, y = batch[0], batch[1]
+        x = x + 0.1 * torch.randn_like(x) + 0.01 * random.random() + 0.01 * float(np.random.rand())
+        logits = model(x)
+        return F.cross_entropy(logits, y), {'acc': (logits.argmax(1) == y).float().mean().item()}
+    return f
+
+KW = dict(epochs=3, batch_size=20, lr=0.05, warmup=0.2, seed=3, progress=False)   # 5 batches/epoch (last of 16), 15 steps
+
+def weights(m): return {k: v.clone() for k, v in m.state_dict().items()}
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a: assert torch.equal(a[k], b[k]), k
+
+def reference(data, **kw):
+    return fit(make_model(), noisy_loss(), data, **{**KW, **kw})
+
+def kill_and_resume(data_fn, tmp_path, kill_at, ckpt_every, **kw):
+    d = tmp_path / 'ck'
+    with pytest.raises(Boom):
+        fit(make_model(), noisy_loss(kill_at), data_fn(), ckpt_dir=d, ckpt_every=ckpt_every, log_file=tmp_path / 'log.jsonl', **{**KW, **kw})
+    torch.manual_seed(123); random.seed(5); np.random.seed(7)      # a new process would have other RNG states
+    return fit(make_model(seed=99), noisy_loss(), data_fn(), ckpt_dir=d, ckpt_every=ckpt_every, log_file=tmp_path / 'log.jsonl', **{**KW, **kw})
+
+@pytest.mark.parametrize('kill_at,ckpt_every', [(8, 7), (12, 5), (6, 5), (11, 5)])
+def test_exact_resume_tensors(tmp_path, kill_at, ckpt_every):
+    # (8,7): killed between checkpoints mid-epoch (recomputes step 8); (12,5): after an epoch boundary;
+    # (6,5): right after a checkpoint at the end of an epoch; (11,5): checkpoint exactly at the end of epoch 1
+    ref = reference(make_data(), ema_decay=0.9, grad_clip=1.0)
+    res = kill_and_resume(make_data, tmp_path, kill_at, ckpt_every, ema_decay=0.9, grad_clip=1.0)
+    assert_same(weights(ref.model), weights(res.model))
+    assert_same(weights(ref.ema), weights(res.ema))
+    # the history and the log file have each step exactly once, with the same losses
+    assert [r['step'] for r in res.history] == list(range(1, 16))
+    assert [r['loss'] for r in res.history] == [r['loss'] for r in ref.history]
+    assert [r['step'] for r in read_log(tmp_path / 'log.jsonl')] == list(range(1, 16))
+
+class AugDataset(Dataset):
+    "A Dataset whose items are augmented with torch's global RNG (num_workers=0: exact after resume)."
+    def __init__(self): self.x, self.y = make_data()
+    def __len__(self): return N
+    def __getitem__(self, i): return self.x[i] + 0.05 * torch.randn(D), int(self.y[i])
+
+def test_exact_resume_dataset(tmp_path):
+    ref = reference(AugDataset())
+    res = kill_and_resume(AugDataset, tmp_path, 9, 4)
+    assert_same(weights(ref.model), weights(res.model))
+
+def test_exact_resume_user_dataloader(tmp_path):
+    # a user DataLoader with shuffle=True and a seeded generator, and an augmenting dataset
+    def dl(): return DataLoader(AugDataset(), batch_size=20, shuffle=True, generator=torch.Generator().manual_seed(0))
+    ref = reference(dl())
+    res = kill_and_resume(dl, tmp_path, 9, 4)
+    assert_same(weights(ref.model), weights(res.model))
+    # without a generator the shuffle seed comes from torch's global RNG, which fit seeds and checkpoints
+    def dl2(): return DataLoader(AugDataset(), batch_size=20, shuffle=True)
+    ref = reference(dl2())
+    res = kill_and_resume(dl2, tmp_path / 'b', 12, 4)
+    assert_same(weights(ref.model), weights(res.model))
+
+def test_stop_after_and_finished_run(tmp_path):
+    d = tmp_path / 'ck'
+    ref = reference(make_data())
+    part = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=3, stop_after=7, **KW)
+    assert len(part.history) == 7 and safe_load(d / 'last.pt')['step'] == 6
+    res = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=3, **KW)
+    assert_same(weights(ref.model), weights(res.model))
+    # a finished run is loaded, not retrained
+    calls = [0]
+    again = fit(make_model(), noisy_loss(counter=calls), make_data(), ckpt_dir=d, ckpt_every=3, **KW)
+    assert calls[0] == 0 and len(again.history) == 15
+    assert_same(weights(ref.model), weights(again.model))
+
+def test_same_seed_same_weights_and_seed_matters():
+    a, b = reference(make_data()), reference(make_data())
+    assert_same(weights(a.model), weights(b.model))
+    c = reference(make_data(), seed=4)
+    assert not torch.equal(a.model[0].weight, c.model[0].weight)
+
+def test_history_schedule_and_log_csv(tmp_path):
+    res = fit(make_model(), noisy_loss(), make_data(), log_file=tmp_path / 'log.csv', **KW)
+    assert isinstance(res, FitResult) and res.ckpt_dir is None and not res.model.training
+    h = res.history
+    assert [r['epoch'] for r in h] == [0] * 5 + [1] * 5 + [2] * 5
+    lrs = [r['lr'] for r in h]
+    assert lrs[:3] == pytest.approx([0.05 / 3, 0.1 / 3, 0.05])                    # 3 warmup steps (20% of 15)
+    assert lrs[3:] == pytest.approx([0.025 * (1 + math.cos(math.pi * s / 12)) for s in range(12)])
+    assert all(r['img_per_s'] > 0 and 'acc' in r for r in h)
+    assert train_ms_per_img(res) == res.ms_per_img > 0
+    logged = read_log(tmp_path / 'log.csv')
+    assert [r['step'] for r in logged] == list(range(1, 16)) and logged[4]['loss'] == pytest.approx(h[4]['loss'])
+
+def test_loss_decreases_with_each_optimizer():
+    for opt in ('adamw', 'adam', 'sgd'):
+        res = fit(nn.Linear(D, C), lambda m, b: F.cross_entropy(m(b[0]), b[1]), make_data(), epochs=4, batch_size=32, lr=0.1,
+                  opt=opt, progress=False)
+        assert res.history[-1]['loss'] < res.history[0]['loss'] * 0.7, opt
+    # a callable and an instance are accepted; params as param groups
+    m = nn.Linear(D, C)
+    res = fit(m, lambda m, b: F.cross_entropy(m(b[0]), b[1]), make_data(), max_steps=3, batch_size=32,
+              opt=torch.optim.SGD(m.parameters(), lr=0.5), schedule='constant', progress=False)
+    assert [r['lr'] for r in res.history] == [0.5] * 3
+    m = nn.Linear(D, C)
+    res = fit(m, lambda m, b: F.cross_entropy(m(b[0]), b[1]), make_data(), max_steps=2, batch_size=32, schedule='constant',
+              params=[{'params': [m.weight], 'lr': 0.2}, {'params': [m.bias]}], lr=0.1, opt=torch.optim.SGD, progress=False)
+    assert res.history[0]['lr'] == 0.2
+
+def test_frozen_params_untouched():
+    m = make_model(); before = m[0].weight.clone()
+    m[0].weight.requires_grad_(False)
+    fit(m, noisy_loss(), make_data(), max_steps=3, batch_size=20, progress=False)
+    assert torch.equal(m[0].weight, before)
+
+def test_max_steps_overrides_epochs_and_spans_epochs():
+    res = fit(make_model(), noisy_loss(), make_data(), epochs=1, max_steps=7, batch_size=20, progress=False)
+    assert [r['epoch'] for r in res.history] == [0] * 5 + [1] * 2
+
+def test_ema_is_an_average():
+    res = fit(make_model(), noisy_loss(), make_data(), ema_decay=0.5, **KW)
+    assert res.ema is not None and not torch.equal(res.ema.module[0].weight, res.model[0].weight)
+    res1 = fit(make_model(), noisy_loss(), make_data(), ema_decay=0.999, max_steps=1, batch_size=20, progress=False)
+    assert torch.equal(res1.ema.module[0].weight, res1.model[0].weight)                # first update copies the weights
+
+def test_bf16_runs_on_cpu():
+    res = fit(make_model(), noisy_loss(), make_data(), mixed_precision='bf16', grad_clip=0.5, max_steps=3, batch_size=20, progress=False)
+    assert all(math.isfinite(r['loss']) and r['grad_norm'] >= 0 for r in res.history)
+    assert res.model[0].weight.dtype == torch.float32
+    res = fit(make_model(), noisy_loss(), make_data(), max_steps=2, batch_size=20, progress=False)   # back to fp32
+    assert len(res.history) == 2
+
+def test_nan_loss_keeps_checkpoint(tmp_path):
+    d = tmp_path / 'ck'
+    calls = [0]
+    def loss(m, b):
+        calls[0] += 1
+        l = F.cross_entropy(m(b[0]), b[1])
+        return l * float('nan') if calls[0] == 8 else l
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 8 .*last checkpoint .*last.pt \(step 5\) is intact"):
+        fit(make_model(), loss, make_data(), ckpt_dir=d, ckpt_every=5, **KW)
+    ck = safe_load(d / 'last.pt')
+    assert ck['step'] == 5 and all(torch.isfinite(v).all() for v in ck['model'].values() if v.is_floating_point())
+    m = make_model(); m.load_state_dict(ck['model'])
+
+def test_inf_loss_without_checkpoint():
+    with pytest.raises(FloatingPointError, match="loss is inf at step 1.*no checkpoint"):
+        fit(make_model(), lambda m, b: m(b[0]).sum() * float('inf'), make_data(), max_steps=2, batch_size=20, progress=False)
+
+def test_nonfinite_weights_never_checkpointed(tmp_path):
+    d = tmp_path / 'ck'
+    fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=2, max_steps=2, batch_size=20, progress=False)
+    good = safe_load(d / 'last.pt')
+    def blowup(m, b): return (m[0].weight * 1e30).sum()          # finite loss, gradient 1e30: one SGD step gives inf weights
+    with pytest.raises(FloatingPointError, match="non-finite weights at step 3: checkpoint not written"):
+        fit(make_model(), blowup, make_data(), ckpt_dir=d, ckpt_every=1, max_steps=4, batch_size=20, lr=1e10, opt='sgd',
+            schedule='constant', progress=False)
+    after = safe_load(d / 'last.pt')
+    assert after['step'] == good['step'] == 2 and all(torch.equal(good['model'][k], after['model'][k]) for k in good['model'])
+
+def test_checkpoint_from_another_model(tmp_path):
+    d = tmp_path / 'ck'
+    fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, max_steps=2, batch_size=20, progress=False)
+    before = (d / 'last.pt').read_bytes()
+    with pytest.raises(ValueError, match=r"was saved from a different model: \d+ mismatched keys, e\.g\. .*point ckpt_dir elsewhere or delete it"):
+        fit(nn.Sequential(nn.Linear(D, 8), nn.Linear(8, C)), noisy_loss(), make_data(), ckpt_dir=d, max_steps=2, batch_size=20, progress=False)
+    assert (d / 'last.pt').read_bytes() == before
+
+def test_empty_data():
+    e = (torch.zeros(0, D), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="data yields no batches"):
+        fit(make_model(), noisy_loss(), e, progress=False)
+    with pytest.raises(ValueError, match="data yields no batches .*an empty loader"):
+        fit(make_model(), noisy_loss(), DataLoader(TensorDataset(*e), batch_size=4), progress=False)
+    with pytest.raises(ValueError, match="drop_last"):
+        fit(make_model(), noisy_loss(), make_data(), batch_size=200, drop_last=True, progress=False)
+    class Empty(torch.utils.data.IterableDataset):
+        def __iter__(self): return iter([])
+    with pytest.raises(ValueError, match="yielded no batches in epoch 0"):
+        fit(make_model(), noisy_loss(), Empty(), max_steps=3, progress=False)
+
+def test_bad_arguments():
+    m, l, d = make_model(), noisy_loss(), make_data()
+    with pytest.raises(ValueError, match="lr must be > 0"): fit(m, l, d, lr=0)
+    with pytest.raises(ValueError, match="lr must be > 0"): fit(m, l, d, lr=-1e-3)
+    with pytest.raises(KeyError, match="unknown optimizer 'lamb'; valid names: adam, adamw, sgd"): fit(m, l, d, opt='lamb')
+    with pytest.raises(KeyError, match="unknown schedule 'step'; valid names: constant, cosine"): fit(m, l, d, schedule='step')
+    with pytest.raises(ValueError, match="pass epochs= or max_steps="): fit(m, l, d, epochs=None)
+    with pytest.raises(ValueError, match="mixed_precision must be"): fit(m, l, d, mixed_precision='fp8')
+    with pytest.raises(ValueError, match="different lengths"): fit(m, l, (d[0], d[1][:5]))
+    with pytest.raises(TypeError, match="pass a tuple"): fit(m, l, d[0])
+    with pytest.raises(TypeError, match="loss_fn must return a scalar tensor"):
+        fit(m, lambda m, b: m(b[0]), d, progress=False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(make_model().requires_grad_(False), l, d)
+    with pytest.raises(ValueError, match="ema_decay"): fit(m, l, d, ema_decay=1.5)
+
+def test_dataset_batches_are_tuples_and_dicts_pass_through():
+    seen = []
+    def loss(m, b):
+        seen.append(type(b)); x, y = (b['x'], b['y']) if isinstance(b, dict) else b
+        return F.cross_entropy(m(x), y)
+    fit(nn.Linear(D, C), loss, TensorDataset(*make_data()), max_steps=1, batch_size=8, progress=False)
+    class DictDS(Dataset):
+        def __init__(self): self.x, self.y = make_data()
+        def __len__(self): return N
+        def __getitem__(self, i): return {'x': self.x[i], 'y': self.y[i]}
+    fit(nn.Linear(D, C), loss, DictDS(), max_steps=1, batch_size=8, progress=False)
+    assert seen == [tuple, dict]
+
+def test_model_signature():
+    assert model_signature(make_model(1)) == model_signature(make_model(2))
+    assert model_signature(make_model()) != model_signature(nn.Linear(D, C))
