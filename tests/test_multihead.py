@@ -76,7 +76,7 @@ def test_select_head_eq6_and_ablations():
 
 def test_f_correct():
     assert f_correct([0, 0, 1, 1], [0, 1, 1, 1]) == 0.75
-    with pytest.raises(ValueError, match="differ"): f_correct([0, 1], [0])
+    with pytest.raises(ValueError, match="entries"): f_correct([0, 1], [0])
     with pytest.raises(ValueError, match="empty"): f_correct([], [])
 
 
@@ -171,3 +171,17 @@ def test_selected_wrapper_and_report(small):
     assert set(sel.last_selected.tolist()) <= {0, 1}
     rep = head_report(r.model, x, torch.zeros(5, dtype=torch.long), shifted=True)
     assert rep["mc_probs"].shape == (3, 10, 5, 4) and rep["u_mc"].shape == (5, 3) and rep["shifted"].all()
+
+
+def test_zero_shot_clip_mode(small):
+    from robust_nb.models import clip_classifier, register_tiny_clip
+    _, te, ts = small
+    zs = clip_classifier(register_tiny_clip(), head="zeroshot", class_names=["a", "b", "c", "d"])
+    r = distill(zs, te, ts, blocks=1, epochs=1, batch_size=10)
+    x = torch.rand(2, 3, 32, 32)
+    out = r.model.eval()(x)
+    assert out.shape == (3, 2, 4)
+    w = zs.stages[-1].fc.weight
+    assert all(torch.equal(h[-1].fc.weight, w) for h in r.model.heads)            # fixed text embeddings
+    assert not torch.equal(r.model.shared[0].fn.qkv.weight if hasattr(r.model.shared[0], "fn") else next(r.model.shared.parameters()),
+                           next(split_model(zs, blocks=1).shared.parameters()))     # the tower slice was tuned
