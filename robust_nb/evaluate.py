@@ -496,6 +496,7 @@ def _parser():
     p.add_argument('--size', type=int, default=32, help='embedded image size')
     p.add_argument('--corruptions', nargs='*', help='corruptions to evaluate (default: all 15)')
     p.add_argument('--severities', nargs='*', type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument('--natural', nargs='*', help='embedded natural shifts (default: all of v2 sketch rendition hard)')
     p.add_argument('--baseline', default='auto', help="mCE normaliser: auto, alexnet, embedded or none")
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--device', default=None)
@@ -509,7 +510,8 @@ def main(argv=None):
     a = _parser().parse_args(argv)
     from robust_nb import data
     if a.suite == 'embedded':
-        suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities))
+        suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities),
+                                    natural=a.natural, cache=True)
     elif a.suite == 'imagenet':
         if not a.root: raise SystemExit("--suite imagenet needs --root <folder with val/, imagenet-c/, ...>")
         suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))

@@ -235,8 +235,8 @@ def test_cli_embedded(monkeypatch, tmp_path):
     fake_corruptions(monkeypatch)
     out = tmp_path / 'o'
     r = main(['--model', 'test_resnet', '--n', '16', '--size', '32', '--corruptions', 'fog', '--severities', '1', '2',
-              '--baseline', 'none', '--out', str(out), '--batch-size', '8'])
-    assert set(r.shifts['shift']) >= {'photo', 'fog-1', 'fog-2'}
+              '--baseline', 'none', '--out', str(out), '--batch-size', '8', '--natural', 'v2'])
+    assert list(r.shifts['shift']) == ['photo', 'v2', 'fog-1', 'fog-2']
     assert (out / 'report.html').exists() and (out / 'summary.csv').exists()
     # robust_nb checkpoint path: save the wrapper's state dict and load it back
     from robust_nb.models import timm_classifier
@@ -245,7 +245,7 @@ def test_cli_embedded(monkeypatch, tmp_path):
     m = timm_classifier('test_resnet', syn.NUM_CLASSES)
     atomic_save({'model': m.state_dict()}, tmp_path / 'ck.pt')
     r2 = main(['--model', 'test_resnet', '--checkpoint', str(tmp_path / 'ck.pt'), '--n', '16', '--corruptions', 'fog',
-               '--severities', '1', '--baseline', 'none', '--out', str(out)])
+               '--severities', '1', '--baseline', 'none', '--out', str(out), '--natural'])
     assert r2.info['model_fingerprint'] == model_fingerprint(m)
     from robust_nb.evaluate import load_model
     with pytest.raises(RuntimeError, match="does not fit"):
