@@ -340,10 +340,13 @@ def train_ms_per_img(source, batch_size:int|None=None, warmup:int=1, repeat:int=
     if not isinstance(hist, (list, tuple)) or not hist or not isinstance(hist[-1], Mapping):
         raise TypeError("source must have ms_per_img, be a FitResult/history (list of per-step dicts) or a step closure")
     last = hist[-1]
+    def _vals(k):   # per-step values, the first (warm-up) step excluded as in `engine.train_ms_per_img`
+        v = [h[k] for h in hist if h.get(k)]
+        return v[1:] if len(v) > 1 else v
     for k in ('ms_per_img', 'train_ms_per_img'):
-        if k in last: return float(np.median([h[k] for h in hist if k in h]))
+        if _vals(k): return float(np.median(_vals(k)))
     for k in ('img_per_s', 'samples_per_s', 'throughput'):
-        if k in last: return 1000 / float(np.median([h[k] for h in hist if k in h]))
+        if _vals(k): return 1000 / float(np.median(_vals(k)))
     tk = next((k for k in _TIME_KEYS if k in last), None)
     if tk is None or not batch_size:
         raise ValueError(f"the history's records have keys {sorted(last)}: need one of ms_per_img/img_per_s, or a time "

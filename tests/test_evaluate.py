@@ -211,7 +211,11 @@ def test_costs():
     assert f['flops'] == 2 * f['macs']
     assert latency(m, input_size=(2, 3, 8, 8), warmup=1, repeat=2) > 0
     assert train_ms_per_img(types.SimpleNamespace(ms_per_img=3.5)) == 3.5
-    assert train_ms_per_img([dict(img_per_s=2000.)] * 3) == pytest.approx(.5)
+    assert train_ms_per_img([dict(img_per_s=10.)] + [dict(img_per_s=2000.)] * 3) == pytest.approx(.5)   # first step excluded
+    from robust_nb.engine import fit
+    x, y = torch.rand(32, 3, 8, 8), torch.randint(10, (32,))
+    res = fit(m, lambda mm, b: torch.nn.functional.cross_entropy(mm(b[0]), b[1]), (x, y), max_steps=3, batch_size=8, progress=False)
+    assert train_ms_per_img(res) == pytest.approx(res.ms_per_img) and train_ms_per_img(res.history) == pytest.approx(res.ms_per_img)
     hist = types.SimpleNamespace(history=[dict(step=i, time=1. + .2 * i) for i in range(6)])
     assert train_ms_per_img(hist, batch_size=100) == pytest.approx(2.)
     n = []
