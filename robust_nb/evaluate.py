@@ -70,12 +70,12 @@ def shift_fingerprint(shift, seed:int=0, batch_size:int=256, device='cpu') -> st
     return _h(*parts)
 
 # %% ../nbs/09_evaluate.ipynb #bffea3a2
-def _batches(ds, batch_size, num_workers=0):
+def _batches(ds, batch_size, num_workers=0, pin_memory=False):
     if hasattr(ds, 'tensors') and len(ds) and len(ds) * torch.as_tensor(ds[0][0]).numel() <= 2**26:   # <= 256 MB as float
         x, y = ds.tensors()
         for i in range(0, len(y), batch_size): yield x[i:i + batch_size], torch.as_tensor(y[i:i + batch_size])
     else:
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory)
         for x, y in dl: yield x, torch.as_tensor(y)
 
 def _batch_seed(seed, name, b) -> int: return int(hashlib.sha1(f"{seed}/{name}/{b}".encode()).hexdigest()[:15], 16)
@@ -109,7 +109,7 @@ def evaluate_shift(model, shift, batch_size:int=256, device=None, seed:int=0, nu
     if shift.on_the_fly:
         from robust_nb.corruptions import corrupt
     n = top1 = top5 = nll = 0.; probs, ys = [], []
-    for b, (x, y) in enumerate(_batches(shift.dataset, batch_size, num_workers)):
+    for b, (x, y) in enumerate(_batches(shift.dataset, batch_size, num_workers, dev.type == 'cuda')):
         x, y = x.to(dev, non_blocking=True).float(), y.to(dev)
         if corrupt is not None:
             x = corrupt(x, shift.corruption, shift.severity, generator=make_generator(_batch_seed(seed, shift.name, b), dev))
@@ -502,6 +502,7 @@ def _parser():
     p.add_argument('--natural', nargs='*', help='embedded natural shifts (default: all of v2 sketch rendition hard)')
     p.add_argument('--baseline', default='auto', help="mCE normaliser: auto, alexnet, embedded or none")
     p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--workers', type=int, default=None, help='DataLoader workers for image folders (default: min(8, cpus))')
     p.add_argument('--device', default=None)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-cache', action='store_true')
@@ -522,7 +523,8 @@ def main(argv=None):
     device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = load_model(a.model, suite.num_classes, a.weights, a.checkpoint).to(device)
     res = evaluate(model, suite, batch_size=a.batch_size, device=device, cache=not a.no_cache, seed=a.seed,
-                   baseline=None if a.baseline == 'none' else a.baseline, name=a.model)
+                   baseline=None if a.baseline == 'none' else a.baseline, name=a.model,
+                   num_workers=a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if a.suite == 'imagenet' else 0))
     tuned, total = count_params(model)
     size = next(iter(suite)).dataset[0][0].shape[-2:]
     costs = {a.model: dict(params_M=total / 1e6, MFLOPs=flops(model, (1, 3, *size))['flops'] / 1e6,
