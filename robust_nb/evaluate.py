@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_evaluate.ipynb #43c95eb6
 from __future__ import annotations
-import os, io, json, time, hashlib, inspect, argparse, statistics, html
+import os, json, time, hashlib, argparse, statistics, html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
