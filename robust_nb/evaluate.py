@@ -181,8 +181,9 @@ class Results:
                 norm = norm.subset(list(errs))
                 s[f'mCE ({norm.name})'] = M.mce(errs, norm)
                 if norm.clean_error is not None and self.clean_error is not None:
-                    s[f'rel. mCE ({norm.name})'] = M.relative_mce(errs, self.clean_error, norm)
-            except KeyError: pass
+                    try: s[f'rel. mCE ({norm.name})'] = M.relative_mce(errs, self.clean_error, norm)
+                    except ValueError: s[f'rel. mCE ({norm.name})'] = float('nan')   # reference not degraded by a corruption
+            except KeyError: pass   # the normaliser does not cover these corruptions: no mCE column
         nat = {k: v for k, v in self.shift_accuracies().items()}
         if nat: s['avg shifts'] = M.avg_shifts(nat)
         if self.clean is not None: s['ECE clean'] = 100 * float(self.clean.ece)

@@ -164,6 +164,9 @@ def test_summary_mce_matches_metrics(monkeypatch):
     r2 = evaluate(Oracle(), make_suite(), batch_size=8, cache=False)
     assert r2.baseline['name'] == 'alexnet[2/15]'
     assert r2.summary()['mCE (alexnet[2/15])'] == pytest.approx(M.mce(errs, M.ALEXNET.subset(['gaussian_noise', 'fog'])))
+    # a reference whose error does not grow under a corruption: relative mCE undefined (NaN), mCE still defined
+    r4 = evaluate(Oracle(), make_suite(), batch_size=8, cache=False, baseline={'gaussian_noise': .3, 'fog': .6, 'clean': .3})
+    assert np.isnan(r4.summary()['rel. mCE (custom)']) and np.isfinite(r4.summary()['mCE (custom)'])
     # incomplete severities: no mCE, but the table still works
     r3 = evaluate(Oracle(), make_suite(sev=(1, 3)), cache=False)
     assert not any(k.startswith('mCE') for k in r3.summary().index)
