@@ -247,3 +247,43 @@ def test_dataset_batches_are_tuples_and_dicts_pass_through():
 def test_model_signature():
     assert model_signature(make_model(1)) == model_signature(make_model(2))
     assert model_signature(make_model()) != model_signature(nn.Linear(D, C))
+
+SCRIPT = '''
+import os, sys, time, torch, torch.nn as nn, torch.nn.functional as F
+torch.set_num_threads(1)
+from robust_nb.core import atomic_save
+from robust_nb.engine import fit
+ckpt, kill_at = sys.argv[1], int(sys.argv[2])
+g = torch.Generator().manual_seed(0)
+y = torch.randint(0, 3, (200,), generator=g); x = torch.randn(200, 6, generator=g) + 2 * torch.eye(3, 6)[y]
+torch.manual_seed(1)
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+calls = [0]
+def loss_fn(m, b):
+    calls[0] += 1
+    if calls[0] == kill_at:                      # tell the parent where we are, then wait to be SIGKILLed
+        open(os.path.join(ckpt, 'at_kill'), 'w').close(); time.sleep(300)
+    return F.cross_entropy(m(b[0] + 0.1 * torch.randn_like(b[0])), b[1])
+res = fit(model, loss_fn, (x, y), epochs=3, batch_size=32, lr=0.02, warmup=0.1, ema_decay=0.9, ckpt_dir=ckpt, ckpt_every=4,
+          log_file=os.path.join(ckpt, 'log.jsonl'), seed=0, progress=False)
+atomic_save(res.model.state_dict(), os.path.join(ckpt, 'final.pt'))
+'''
+
+def test_resume_after_real_sigkill(tmp_path):
+    import signal, subprocess, sys, time
+    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
+    run = lambda d, k: subprocess.Popen([sys.executable, str(script), str(d), str(k)], env={**os.environ, 'ROBUST_NB_NO_PROGRESS': '1'})
+    ref, killed = tmp_path / 'ref', tmp_path / 'killed'
+    ref.mkdir(); killed.mkdir()
+    assert run(ref, 0).wait(timeout=300) == 0
+    p = run(killed, 11)                                                  # 7 steps per epoch: killed in epoch 1, after ckpt 8
+    t0 = time.time()
+    while not (killed / 'at_kill').exists():
+        assert p.poll() is None and time.time() - t0 < 300, "the training process died before reaching the kill point"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert safe_load(killed / 'last.pt')['step'] == 8 and not (killed / 'final.pt').exists()
+    assert run(killed, 0).wait(timeout=300) == 0
+    a, b = safe_load(ref / 'final.pt'), safe_load(killed / 'final.pt')
+    assert_same(a, b)
+    assert [r['step'] for r in read_log(killed / 'log.jsonl')] == list(range(1, 22))
