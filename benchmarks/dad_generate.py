@@ -1,6 +1,6 @@
 """Throughput of DAD generation (`robust_nb.dad.generate_dad`) against its bare compute.
 
-    python benchmarks/dad_generate.py [--n 2048] [--chunk 256] [--size 32] [--device cpu] [--repeats 3]
+    python benchmarks/dad_generate.py [--n 2048] [--chunk 256] [--size 16] [--device cpu] [--repeats 3]
 
 Bare cost per chunk = teacher forward+backward (the one-step attack) + VQ encode/decode + teacher forward (the
 correctness check), measured in the same run on the same chunks. `generate_dad` adds data loading, 8-bit quantisation,
@@ -12,17 +12,16 @@ import torch, torch.nn.functional as F
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--n', type=int, default=2048); p.add_argument('--chunk', type=int, default=256)
-    p.add_argument('--size', type=int, default=32); p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--size', type=int, default=16); p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--repeats', type=int, default=3); p.add_argument('--threads', type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads); os.environ['ROBUST_NB_NO_PROGRESS'] = '1'
-    from robust_nb.dad import generate_dad, Teacher
-    from robust_nb.models import timm_classifier
+    from robust_nb.dad import generate_dad, Teacher, small_cnn
     from robust_nb.vqgan import VQDiscretiser, vq_model
     from robust_nb.synthetic import render, NUM_CLASSES
     dev = torch.device(a.device)
     torch.manual_seed(0)
-    teacher = Teacher(timm_classifier('test_resnet', NUM_CLASSES)).to(dev)   # the embedded foundation_teacher's architecture
+    teacher = Teacher(small_cnn(NUM_CLASSES)).to(dev)   # the embedded foundation_teacher's architecture
     vq = VQDiscretiser(vq_model('tiny'), grad='none').to(dev).eval()
     x, y = render('photo', a.n, size=a.size, split='train')
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)

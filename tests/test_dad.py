@@ -252,3 +252,10 @@ def test_imagenet_c_not_resized_again(tmp_path):
     Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(d / 'b.png')
     with pytest.raises(ValueError, match='should hold 224x224'):
         s = data.imagenet_c(tmp_path, 'gaussian_noise', 3, strict=False); [s.dataset[i] for i in range(len(s.dataset))]
+
+def test_small_cnn_normalises_inside():
+    from robust_nb.dad import small_cnn
+    m = small_cnn(10).eval()
+    x = torch.rand(2, 3, 16, 16)
+    assert m(x).shape == (2, 10)
+    with pytest.raises(ValueError, match='normalised'): m(x * 4 - 2)
