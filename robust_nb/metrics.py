@@ -175,7 +175,7 @@ def relative_mce(errors, clean_error:float, baseline='alexnet') -> float:
     return 100 * float(np.mean(list(ce.values())))
 
 # %% ../nbs/08_metrics.ipynb #8bc13f17
-EMBEDDED_RECIPE = dict(arch='test_resnet', steps=400, batch_size=128, lr=2e-3, weight_decay=0.05, train_n=6000, seed=0)
+EMBEDDED_RECIPE = dict(arch='test_resnet', steps=1000, batch_size=128, lr=2e-3, weight_decay=0.05, train_n=6000, seed=0)
 
 def _train_reference(num_classes, size, recipe, show=True):
     "Plain ERM of the reference CNN on photo/train: a private loop so the normaliser never changes with the engine."
