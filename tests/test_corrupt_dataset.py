@@ -135,9 +135,9 @@ def test_default_is_real_corrupt_and_cli(tmp_path, real_or_standin, capsys):
     C = real_or_standin
     src = src_tree(tmp_path/'src', classes=('n01440764',), n=2, hw=(40, 40))
     with pytest.raises(KeyError, match="valid names: gaussian_noise"): CD.corrupt_folder(src, tmp_path/'x', ['gausian_noise'], (1,))
-    st = CD.main([str(src), str(tmp_path/'cli'), '--corruptions', 'gaussian_noise,fog', '--severities', '2,5', '--size', '32',
-                  '--resize', '36', '--workers', '2'])
-    assert st['written'] == 2*2*2 and 'wrote 8 files' in capsys.readouterr().out
+    assert CD.main([str(src), str(tmp_path/'cli'), '--corruptions', 'gaussian_noise,fog', '--severities', '2,5', '--size', '32',
+                    '--resize', '36', '--workers', '2']) is None          # a console script's return value is its exit status
+    assert 'wrote 8 files, 0 already done' in capsys.readouterr().out and len(files(tmp_path/'cli')) == 8
     out = files(tmp_path/'cli')
     x = CD.prepare(src/'n01440764'/'img1.png', 32, 36)
     g = torch.Generator().manual_seed(CD.image_seed(0, 'fog', 5, 'n01440764/img1.png'))
