@@ -158,6 +158,7 @@ class Results:
     def corruption_table(self, metric='top1') -> pd.DataFrame:
         "corruption x severity table of `metric` in percent, with the mean over severities."
         c = self.shifts[self.shifts.kind == 'corruption']
+        c = c.assign(severity=c.severity.astype(int))
         t = c.pivot_table(index='corruption', columns='severity', values=metric, sort=False) * 100
         t['mean'] = t.mean(axis=1)
         return t
@@ -379,7 +380,7 @@ def severity_table(results, metric='top1') -> pd.DataFrame:
     out = []
     for k, r in _named(results).items():
         c = r.shifts[r.shifts.kind == 'corruption']
-        out.append(pd.DataFrame(dict(model=k, corruption=c.corruption, severity=c.severity, **{metric: 100 * c[metric]})))
+        out.append(pd.DataFrame(dict(model=k, corruption=c.corruption, severity=c.severity.astype(int), **{metric: 100 * c[metric]})))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=['model', 'corruption', 'severity', metric])
 
 # %% ../nbs/09_evaluate.ipynb #d944cb61
