@@ -16,9 +16,9 @@ def _free_port():
 
 def start_lab(root:Path, port:int):
     cmd = [sys.executable, '-m', 'jupyter', 'lab', '--no-browser', f'--port={port}', '--ip=127.0.0.1', '--allow-root',
-           "--ServerApp.token=''", "--ServerApp.password=''", f'--ServerApp.root_dir={root}',
+           '--ServerApp.token=', '--ServerApp.password=', f'--ServerApp.root_dir={root}',
            '--LabApp.news_url=None', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
-    proc = subprocess.Popen(' '.join(cmd), shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     for _ in range(120):
         try: urllib.request.urlopen(f'http://127.0.0.1:{port}/api/status', timeout=1); return proc
@@ -63,7 +63,9 @@ def check(nb:str, out:str, timeout_s:int=900, chromium:str='/usr/bin/chromium'):
         print(f"ran {nb} in JupyterLab, selected {options[-1]!r} in a widget, {plots} plotly plots on the page; screenshot: {out}")
         return out
     finally:
-        lab.terminate(); lab.wait(timeout=30)
+        lab.terminate()                    # stops the server and the kernels it started
+        try: lab.wait(timeout=30)
+        except subprocess.TimeoutExpired: lab.kill()
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
