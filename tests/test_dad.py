@@ -259,3 +259,12 @@ def test_small_cnn_normalises_inside():
     x = torch.rand(2, 3, 16, 16)
     assert m(x).shape == (2, 10)
     with pytest.raises(ValueError, match='normalised'): m(x * 4 - 2)
+
+def test_resume_refuses_other_teacher_or_vq(tmp_path):
+    x, y = bright_data()
+    generate_dad(Bright(), Id(), (x, y), tmp_path, chunk_size=5, max_chunks=1, progress_bar=False)
+    class Scaled(nn.Module):
+        def __init__(self): super().__init__(); self.s = nn.Parameter(torch.ones(1))
+        def forward(self, x): return x * self.s
+    with pytest.raises(ValueError, match='other settings'):
+        generate_dad(Bright(), Scaled(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
