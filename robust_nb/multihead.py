@@ -315,7 +315,7 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     return DistillResult(mh, split, res.history, train_s, n_seen, cache, cache_s)
 
 # %% ../nbs/11_multihead.ipynb #736120ad
-EMBEDDED_STUDENT = dict(n=2000, epochs=6, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.1, seed=0, size=32)
+EMBEDDED_STUDENT = dict(n=8000, epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, warmup=0.1, seed=0, size=32)
 
 def _cfg_dir(kind, cfg): return cache_dir('multihead', f"{kind}-{hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:10]}")
 
