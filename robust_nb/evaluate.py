@@ -215,7 +215,9 @@ def resolve_baseline(baseline, suite) -> M.Normaliser|None:
     if not cs: return None
     if isinstance(baseline, str) and baseline == 'auto':
         if suite.name.startswith('embedded'): return M.embedded_baseline(corruptions=cs, **_embedded_params(suite))
-        return M.ALEXNET.subset(cs) if all(c in M.ALEXNET_ERRORS for c in cs) else None
+        # AlexNet's ImageNet-C errors only normalise ImageNet-C itself, not ObjectNet-C or CIFAR-C with the same names
+        imagenet = suite.name.lower().startswith('imagenet')
+        return M.ALEXNET.subset(cs) if imagenet and all(c in M.ALEXNET_ERRORS for c in cs) else None
     if isinstance(baseline, str) and baseline == 'embedded': return M.embedded_baseline(corruptions=cs, **_embedded_params(suite))
     return M.get_normaliser(baseline)
 

@@ -280,3 +280,12 @@ def test_evaluate_perturbations(monkeypatch):
     evaluate_perturbations(m, Labelled(12), batch_size=5)                   # cached
     assert m.calls == 0
     assert M.mfr(df.flip_prob.to_dict(), {'gaussian_noise': .75, 'translate': .25}) == pytest.approx(150.)
+
+def test_auto_normaliser_is_alexnet_only_for_imagenet_suites():
+    from robust_nb.data import Suite, Shift
+    from robust_nb.evaluate import resolve_baseline
+    ds = torch.utils.data.TensorDataset(torch.rand(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
+    shifts = lambda: [Shift('clean', ds, 'clean')] + [Shift(f'fog-{s}', ds, 'corruption', corruption='fog', severity=s) for s in range(1, 6)]
+    assert resolve_baseline('auto', Suite('imagenet', 10, [str(i) for i in range(10)], shifts())).name.startswith('alexnet')
+    for name in ('cifar10-c', 'objectnet-c'):   # same corruption names, but AlexNet's ImageNet-C errors do not apply
+        assert resolve_baseline('auto', Suite(name, 10, [str(i) for i in range(10)], shifts())) is None
