@@ -13,9 +13,9 @@ from .core import check_images, Registry, atomic_write_bytes, atomic_write_json,
 from .vqgan import VQDiscretiser
 
 # %% auto #0
-__all__ = ['METHODS', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk', 'generate_dad', 'write_manifest',
-           'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss', 'dat_example', 'dat_loss',
-           'DADPairs', 'method_loss', 'generate_main', 'distil', 'small_cnn', 'foundation_teacher']
+__all__ = ['METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk', 'generate_dad',
+           'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss', 'dat_example',
+           'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'small_cnn', 'foundation_teacher']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -362,10 +362,10 @@ def method_loss(name:str, teacher=None, vq=None, **hp):
     return lambda model, batch: f(model, batch, teacher=teacher, vq=vq, **hp)
 
 # %% ../nbs/14_dad.ipynb #8d57abe5
-def _load_data(spec, n=None, size=32, seed=0):
+def _load_data(spec, n=None, size=16, seed=0):
     if spec == 'embedded':
         from robust_nb.synthetic import SyntheticDataset, CLASSES
-        ds = SyntheticDataset('photo', n or 4000, size=size, seed=seed, split='train', cache=True)
+        ds = SyntheticDataset('photo', n or 1000, size=size, seed=seed, split='train', cache=True)
         x, y = ds.tensors(); return (x, y), list(CLASSES)
     from robust_nb.core import safe_load
     d = safe_load(spec)
@@ -386,9 +386,11 @@ def _load_teacher(spec, class_names, num_classes):
         return as_teacher(timm_classifier(name, num_classes, weights or False))
     raise ValueError(f"--teacher must be clip:<name>:<weights>, timm:<name>:<weights> or embedded, got {spec!r}")
 
+EMBEDDED_VQ = dict(size=16, n=1000, epochs=12, config='tiny-f2', batch_size=32, lr=3e-3)   # the embedded benchmark's Q
+
 def _load_vq(spec):
     from robust_nb.vqgan import embedded_vq, load_vq, load_taming_vqgan
-    if spec == 'embedded': return embedded_vq()
+    if spec == 'embedded': return embedded_vq(**EMBEDDED_VQ)
     if str(spec).endswith('.safetensors'):
         from safetensors import safe_open
         with safe_open(spec, 'pt') as f:
