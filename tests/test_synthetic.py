@@ -105,6 +105,23 @@ def test_label_not_in_colour_or_texture(domain):
     assert _ridge(ftr, ytr, fte, yte, NUM_CLASSES) < .1 + .035
     assert _nearest_centroid(ftr, ytr, fte, yte, NUM_CLASSES) < .1 + .035
 
+def test_shape_is_learnable():
+    "With the nuisances reduced to pencil lines (sketch), a small CNN on 2k images learns the classes in seconds: the label is the shape."
+    torch.manual_seed(0)
+    xtr, ytr = render('sketch', 2000, seed=0); xte, yte = render('sketch', 500, seed=0, split='val')
+    def blk(i, o): return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+    net = nn.Sequential(*blk(3, 16), nn.MaxPool2d(2), *blk(16, 32), nn.MaxPool2d(2), *blk(32, 64), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(64, NUM_CLASSES))
+    E = 6; opt = torch.optim.AdamW(net.parameters(), 3e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=E * 2000 // 50)
+    for _ in range(E):
+        net.train()
+        for i in torch.randperm(2000).split(50):
+            loss = F.cross_entropy(net(xtr[i]), ytr[i]); opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    net.eval()
+    with torch.no_grad(): acc = (net(xte).argmax(1) == yte).float().mean().item()
+    assert acc > .5, acc                                          # chance is 0.1; measured 0.84
+
 def test_dataset_and_cache(tmp_path):
     ds = SyntheticDataset('hard', 10, seed=2, split='test')
     x, y = render('hard', 10, seed=2, split='test')
