@@ -15,7 +15,7 @@ from .vqgan import VQDiscretiser
 # %% auto #0
 __all__ = ['METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk', 'generate_dad',
            'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss', 'dat_example',
-           'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'small_cnn', 'foundation_teacher']
+           'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'foundation_teacher']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -427,13 +427,7 @@ def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:i
     return res.model.eval()
 
 # %% ../nbs/14_dad.ipynb #cd25a112
-def small_cnn(num_classes:int, width:int=16) -> nn.Module:
-    "A small CNN for 16-32 px images that takes [0,1] images and normalises inside (mean .5, std .25)."
-    from robust_nb.models import Prep
-    c = width
-    blk = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
-    return nn.Sequential(Prep((.5,) * 3, (.25,) * 3), *blk(3, c), nn.MaxPool2d(2), *blk(c, 2*c), nn.MaxPool2d(2),
-                         *blk(2*c, 4*c), nn.MaxPool2d(2), *blk(4*c, 4*c), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4*c, num_classes))
+from .models import small_cnn   # shared with the embedded teachers
 
 def _flip(x):
     "Random horizontal flip of half the batch (teacher training augmentation)."

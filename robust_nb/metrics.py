@@ -175,14 +175,14 @@ def relative_mce(errors, clean_error:float, baseline='alexnet') -> float:
     return 100 * float(np.mean(list(ce.values())))
 
 # %% ../nbs/08_metrics.ipynb #8bc13f17
-EMBEDDED_RECIPE = dict(arch='test_resnet', steps=1000, batch_size=128, lr=2e-3, weight_decay=0.05, train_n=6000, seed=0)
+EMBEDDED_RECIPE = dict(arch='small_cnn', steps=1000, batch_size=128, lr=2e-3, weight_decay=0.05, train_n=6000, seed=0)
 
 def _train_reference(num_classes, size, recipe, show=True):
     "Plain ERM of the reference CNN on photo/train: a private loop so the normaliser never changes with the engine."
     from robust_nb import synthetic as syn
-    from robust_nb.models import timm_classifier
+    from robust_nb.models import timm_classifier, small_cnn
     torch.manual_seed(recipe['seed'])
-    model = timm_classifier(recipe['arch'], num_classes)
+    model = small_cnn(num_classes) if recipe['arch'] == 'small_cnn' else timm_classifier(recipe['arch'], num_classes)
     g = torch.Generator().manual_seed(recipe['seed'])
     x, y = syn.SyntheticDataset('photo', recipe['train_n'], size=size, seed=recipe['seed'], split='train', cache=True).tensors()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe['lr'], weight_decay=recipe['weight_decay'])

@@ -17,8 +17,9 @@ from .core import check_images, safe_load
 
 # %% auto #0
 __all__ = ['OPENAI_TEMPLATES', 'TINY_CLIP', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem', 'ViTHead', 'CallHead', 'StagedModel',
-           'Residual', 'timm_classifier', 'embedded_student', 'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC',
-           'ZeroShotHead', 'text_class_embeddings', 'clip_classifier', 'register_tiny_clip', 'Split', 'split_model']
+           'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem', 'CLIPPool', 'LinearHead',
+           'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'clip_classifier', 'register_tiny_clip', 'Split',
+           'split_model']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -166,6 +167,16 @@ def timm_classifier(name:str, num_classes:int, pretrained:bool|str|Path=False, r
 def embedded_student(num_classes:int, pretrained:bool|str|Path=False, **kw) -> StagedModel:
     "The embedded benchmark's student: timm `vit_tiny_patch16_224` at img_size 32, patch 8, depth 6 (≈2.7M params)."
     return timm_classifier('vit_tiny_patch16_224', num_classes, pretrained, img_size=32, patch_size=8, depth=6, **kw)
+
+# %% ../nbs/10_models.ipynb #smallcnn0ex
+def small_cnn(num_classes:int, width:int=16) -> nn.Module:
+    "A small CNN for 16-32 px images that takes [0,1] images and normalises inside (mean .5, std .25)."
+    from robust_nb.models import Prep
+    c = width
+    blk = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+    return nn.Sequential(Prep((.5,) * 3, (.25,) * 3), *blk(3, c), nn.MaxPool2d(2), *blk(c, 2*c), nn.MaxPool2d(2),
+                         *blk(2*c, 4*c), nn.MaxPool2d(2), *blk(4*c, 4*c), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4*c, num_classes))
+
 
 # %% ../nbs/10_models.ipynb #5bca6f8c
 class CLIPStem(nn.Module):

@@ -99,10 +99,12 @@ def augmix_pixmix_loss(severity:int=3, k:int=4, beta:float=4., jsd_weight:float=
     return loss_fn
 
 # %% ../nbs/07_teacher.ipynb #c3a314d1
-def small_teacher(num_classes:int, pretrained=False) -> nn.Module:
-    "The embedded default's small CNN teacher: timm `test_resnet` (~0.37M params), taking [0,1] images."
-    from robust_nb.models import timm_classifier
-    return timm_classifier('test_resnet', num_classes, pretrained=pretrained)
+def small_teacher(num_classes:int, pretrained=None) -> nn.Module:
+    "The embedded default's small teacher: `models.small_cnn` at width 40 (378K params), taking [0,1] images; `pretrained`: a state-dict file."
+    from robust_nb.models import small_cnn
+    m = small_cnn(num_classes, width=40)
+    if pretrained: m.load_state_dict(safe_load(pretrained))
+    return m
 
 # %% ../nbs/07_teacher.ipynb #2a087eba
 def robustify_teacher(model:nn.Module, data, recipe:str='augmix+deepaugment', recipe_kw:dict|None=None, **fit_kwargs):
@@ -136,7 +138,7 @@ def embedded_teacher(recipe:str='augmix+deepaugment', retrain:bool=False, progre
                             weight_decay=c['weight_decay'], warmup=c['warmup'], seed=c['seed'], ckpt_dir=d / 'ckpt',
                             log_file=d / 'log.jsonl', progress=progress)
     model = res.model
-    atomic_save({'state_dict': model.state_dict(), 'recipe': recipe, 'arch': 'test_resnet', 'num_classes': NUM_CLASSES,
+    atomic_save({'state_dict': model.state_dict(), 'recipe': recipe, 'arch': 'small_cnn-40', 'num_classes': NUM_CLASSES,
                  'config': json.dumps(c)}, path)
     atomic_write_json({'recipe': recipe, **c, 'train_s': time.time() - t0}, d / 'config.json')
     return model.eval()
