@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import check_images, progress
 from .models import StagedModel, ViTStem, CLIPStem, clip_classifier, split_model
-from .multihead import TuningSet, _get_fit
+from .multihead import TuningSet
+from .engine import fit
 
 # %% auto #0
 __all__ = ['ALPHAS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt', 'Prompts', 'vpt_model', 'vpt', 'wise_ft',
@@ -65,7 +66,7 @@ def _train(m:StagedModel, data, cut:int, cache:bool, epochs:int=10, max_steps=No
     "Cross-entropy training of the parameters of `m` that require grad; stages before `cut` are frozen (and cached if `cache`)."
     x, y = _xy(data); check_images(x[:1])
     n_tuned = sum(p.numel() for p in m.parameters() if p.requires_grad)
-    fit, t0 = _get_fit(), time.perf_counter()
+    t0 = time.perf_counter()
     kw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
     if cache and cut > 0: res = fit(_Tail(m.stages[cut:]), _ce, (_prefix_features(m, x, cut, batch_size), y), **kw)
     else: res = fit(_Frozen(m, cut), _ce, (x, y), **kw)

@@ -419,11 +419,11 @@ def generate_main(argv=None):
 def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:int=10, batch_size:int=128, lr:float=1e-3,
            seed:int=0, hp:dict|None=None, **fit_kw) -> nn.Module:
     "Train `student` with `method` (a `METHODS` name) on `pairs` (`DADPairs` or its `.tensors()`); returns the trained student."
-    from robust_nb.vqgan import _fit
+    from robust_nb.engine import fit
     data = pairs.tensors() if isinstance(pairs, DADPairs) else pairs
     loss = method_loss(method, teacher, vq, **(hp or {}))
     torch.manual_seed(seed)
-    res = _fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
+    res = fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
     return res.model.eval()
 
 # %% ../nbs/14_dad.ipynb #cd25a112
@@ -439,14 +439,14 @@ def foundation_teacher(n_per_domain:int=1000, domains=('photo', 'sketch', 'rendi
     "The embedded 'foundation-like' teacher: a `small_cnn` trained on photo+sketch+rendition train images (cached)."
     from robust_nb.synthetic import render, NUM_CLASSES
     from robust_nb.core import safe_load, atomic_save
-    from robust_nb.vqgan import _fit
+    from robust_nb.engine import fit
     path = cache_dir('dad') / f"teacher_cnn{width}_{'-'.join(domains)}_n{n_per_domain}_e{epochs}_b{batch_size}_s{size}_seed{seed}.pt"
     torch.manual_seed(seed)
     model = small_cnn(NUM_CLASSES, width)
     if path.exists():
         model.load_state_dict(safe_load(path)); return Teacher(model)
     xs, ys = zip(*[render(d, n_per_domain, size=size, seed=seed, split='train') for d in domains])
-    _fit(model, lambda m, b: F.cross_entropy(m(_flip(b[0])), b[1]), (torch.cat(xs), torch.cat(ys)), epochs=epochs,
+    fit(model, lambda m, b: F.cross_entropy(m(_flip(b[0])), b[1]), (torch.cat(xs), torch.cat(ys)), epochs=epochs,
          batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
     atomic_save(model.state_dict(), path)
     return Teacher(model)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import copy, math, time, os, hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.script import call_parse
 from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry
 from .models import StagedModel, Split, split_model, HeadStage
+from .engine import fit
 from .metrics import f_correct
 
 # %% auto #0
@@ -222,38 +222,6 @@ def cache_features(model:MultiHead, x, teachers=(), batch_size:int=256, budget:i
     return tuple(outs)
 
 # %% ../nbs/11_multihead.ipynb #b6420f90
-def _get_fit():
-    try:
-        from robust_nb.engine import fit
-        return fit
-    except ImportError: return _fit
-
-def _fit(model, loss_fn, data, *, epochs=1, max_steps=None, batch_size=256, lr=1e-3, weight_decay=0., warmup=0., seed=0,
-         params=None, schedule='constant', **kw):
-    "Minimal seeded Adam(W) loop over a tuple of tensors (used only while `robust_nb.engine` is unavailable)."
-    g = make_generator(seed); torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    dev = next(iter(params)).device
-    n, hist, step = len(data[0]), [], 0
-    total = min(epochs * math.ceil(n / batch_size), max_steps or 10**18)
-    w = max(1, round(warmup * total)) if warmup else 0
-    def _lr(s):
-        if s < w: return (s + 1) / w
-        return 0.5 * (1 + math.cos(math.pi * (s - w) / max(1, total - w))) if schedule == 'cosine' else 1.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr)
-    model.train()
-    for ep in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            b = tuple(t[perm[i:i + batch_size]].to(dev) for t in data)
-            out = loss_fn(model, b)
-            loss, logs = out if isinstance(out, tuple) else (out, {})
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            hist.append(dict(step=step, loss=loss.item(), **logs)); step += 1
-            if step >= total: return SimpleNamespace(model=model, ema=None, history=hist, ckpt_dir=None)
-    return SimpleNamespace(model=model, ema=None, history=hist, ckpt_dir=None)
-
 @dataclass
 class DistillResult:
     "What `distill` returns: the tuned `MultiHead`, the split, the loss history and the measured training cost."
@@ -294,7 +262,6 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     orig = student.eval().to(device)
     for m in (orig, teacher): m.requires_grad_(False)
     cache = True if cache is None else cache
-    fit = _get_fit()
     lf = lambda logits, y, is_aug, tc, ta: multihead_loss(logits, y, is_aug, tc, ta, T, variant)
     t0 = time.perf_counter(); cache_s = 0.
     if cache:
@@ -331,8 +298,9 @@ def pretrained_embedded_student(retrain:bool=False, **cfg) -> StagedModel:
         m.load_state_dict(safe_load(path)['state_dict']); return m.eval()
     x, y = render('photo', c['n'], size=c['size'], seed=c['seed'], split='train')
     t0 = time.perf_counter()
-    _get_fit()(m, lambda mm, b: F.cross_entropy(mm(b[0]), b[1]), (x, y), epochs=c['epochs'], batch_size=c['batch_size'],
-               lr=c['lr'], weight_decay=c['weight_decay'], warmup=c['warmup'], schedule='cosine', seed=c['seed'])
+    fit(m, lambda mm, b: F.cross_entropy(mm(b[0]), b[1]), (x, y), epochs=c['epochs'], batch_size=c['batch_size'],
+               lr=c['lr'], weight_decay=c['weight_decay'], warmup=c['warmup'], schedule='cosine', seed=c['seed'],
+               ckpt_dir=path.parent / 'ckpt', ckpt_every=100)   # a killed pre-training resumes exactly
     atomic_save({'state_dict': m.state_dict(), 'config': c, 'train_s': time.perf_counter() - t0}, path)
     return m.eval()
 

@@ -5,10 +5,10 @@
 # %% ../nbs/13_vqgan.ipynb #f349c755
 from __future__ import annotations
 import re, math, pickle, warnings
-from types import SimpleNamespace
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import check_images, Registry, atomic_write_bytes, cache_dir, make_generator, progress as _progress
+from .core import check_images, Registry, atomic_write_bytes, cache_dir, make_generator
+from .engine import fit
 
 # %% auto #0
 __all__ = ['VQ_CONFIGS', 'VQDiscretiser', 'vq_model', 'taming_to_diffusers', 'taming_config', 'load_state_dict',
@@ -215,27 +215,6 @@ def _init_codebook(q:VQDiscretiser, x, generator=None):
           else torch.randint(0, len(z), (K,), generator=generator).to(z.device)
     q.vq.quantize.embedding.weight.copy_(z[idx] + 1e-3 * torch.randn_like(z[idx]))
 
-def _fit(model, loss_fn, data, epochs=1, batch_size=128, lr=1e-3, seed=0, progress=True, **kw):
-    "`robust_nb.engine.fit` when available; otherwise a plain seeded AdamW + cosine loop over a tensor tuple (no resume)."
-    try: from robust_nb.engine import fit
-    except ImportError: fit = None
-    if fit is not None: return fit(model, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, **kw)
-    if not isinstance(data, tuple): raise ImportError("robust_nb.engine is not available; pass data as a tuple of tensors")
-    g = make_generator(seed); N = len(data[0]); steps = epochs * math.ceil(N / batch_size)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    model.train(); hist = []
-    bar = _progress(total=steps, desc='fit (fallback loop)', disable=(not progress) or None)
-    for _ in range(epochs):
-        perm = torch.randperm(N, generator=g)
-        for i in range(0, N, batch_size):
-            out = loss_fn(model, tuple(t[perm[i:i + batch_size]] for t in data))
-            loss = out[0] if isinstance(out, tuple) else out
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step(); hist.append(loss.item())
-            bar.update(1); bar.set_postfix(loss=f'{hist[-1]:.3f}')
-    bar.close()
-    return SimpleNamespace(model=model.eval(), history=hist)
-
 def train_vq(data, config:str|dict='tiny', epochs:int=10, batch_size:int=128, lr:float=2e-3, recon:str='l1', seed:int=0,
              ckpt_dir=None, progress:bool=True, **fit_kwargs) -> VQDiscretiser:
     "Train a small VQ autoencoder on `data` (images in [0,1]: a tensor `[N,3,H,W]`, a tuple `(x, ...)` or a Dataset of `(image, label)`)."
@@ -247,7 +226,7 @@ def train_vq(data, config:str|dict='tiny', epochs:int=10, batch_size:int=128, lr
     if first.shape[-1] % q.factor: raise ValueError(f"image size {first.shape[-1]} must be divisible by the VQ factor {q.factor}")
     _init_codebook(q, first, make_generator(seed))
     loss_fn = lambda model, batch: vq_loss(model, batch[0] if isinstance(batch, (tuple, list)) else batch, recon)
-    res = _fit(q, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, ckpt_dir=ckpt_dir, progress=progress, **fit_kwargs)
+    res = fit(q, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, ckpt_dir=ckpt_dir, progress=progress, **fit_kwargs)
     q = res.model
     q.grad = 'identity'
     return q.eval()
