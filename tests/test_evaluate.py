@@ -53,12 +53,12 @@ def fake_corruptions(monkeypatch, calls=None):
     return mod
 
 
-def make_suite(cs=('gaussian_noise', 'fog'), sev=(1, 2, 3, 4, 5), n=24):
+def make_suite(cs=('gaussian_noise', 'fog'), sev=(1, 2, 3, 4, 5), n=24, name='imagenet-fake'):
     clean = Labelled(n)
     shifts = [Shift('clean', clean, 'clean'), Shift('other', Labelled(n, 1), 'natural'),
               Shift('masked', Labelled(n), 'natural', class_mask=torch.tensor([True, True, False, True]))]
     shifts += [Shift(f'{c}-{s}', clean, 'corruption', c, s, on_the_fly=True) for c in cs for s in sev]
-    return Suite('fake', K, list('abcd'), shifts)
+    return Suite(name, K, list('abcd'), shifts)   # an ImageNet suite: 'auto' mCE uses AlexNet's ImageNet-C errors
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ def test_resume_after_crash(monkeypatch):
 
 def test_class_mismatch_error(monkeypatch):
     fake_corruptions(monkeypatch)
-    with pytest.raises(ValueError, match="outputs 5 classes but suite 'fake' has 4"):
+    with pytest.raises(ValueError, match="outputs 5 classes but suite 'imagenet-fake' has 4"):
         evaluate(Oracle(5), make_suite(), cache=False)
 
 
@@ -160,7 +160,7 @@ def test_summary_mce_matches_metrics(monkeypatch):
     nat = r.shifts[r.shifts.kind == 'natural'].top1.tolist()
     cor = r.shifts[r.shifts.kind == 'corruption'].top1.mean()
     assert s['avg shifts'] == pytest.approx(100 * np.mean(nat + [cor]))
-    # auto baseline with ImageNet-C names on a non-embedded suite: AlexNet restricted to these corruptions
+    # auto baseline with ImageNet-C names on an ImageNet suite: AlexNet restricted to these corruptions
     r2 = evaluate(Oracle(), make_suite(), batch_size=8, cache=False)
     assert r2.baseline['name'] == 'alexnet[2/15]'
     assert r2.summary()['mCE (alexnet[2/15])'] == pytest.approx(M.mce(errs, M.ALEXNET.subset(['gaussian_noise', 'fog'])))
