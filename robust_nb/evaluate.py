@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_evaluate.ipynb #43c95eb6
 from __future__ import annotations
-import os, json, time, hashlib, argparse, statistics, html
+import os, json, time, hashlib, argparse, statistics, html, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -71,7 +71,7 @@ def shift_fingerprint(shift, seed:int=0, batch_size:int=256, device='cpu') -> st
 
 # %% ../nbs/09_evaluate.ipynb #bffea3a2
 def _batches(ds, batch_size, num_workers=0, pin_memory=False):
-    if hasattr(ds, 'tensors') and len(ds) and len(ds) * torch.as_tensor(ds[0][0]).numel() <= 2**26:   # <= 256 MB as float
+    if callable(getattr(ds, 'tensors', None)) and len(ds) and len(ds) * torch.as_tensor(ds[0][0]).numel() <= 2**26:   # <= 256 MB as float
         x, y = ds.tensors()
         for i in range(0, len(y), batch_size): yield x[i:i + batch_size], torch.as_tensor(y[i:i + batch_size])
     else:
@@ -163,31 +163,42 @@ class Results:
         t['mean'] = t.mean(axis=1)
         return t
 
+    def corruption_sets(self) -> tuple[list[str], list[str]]:
+        "(benchmark corruptions, extra corruptions): the normaliser's corruptions, else all but `metrics.IMAGENET_C_EXTRA`."
+        names = list(dict.fromkeys(self.shifts[self.shifts.kind == 'corruption'].corruption))
+        extra = [c for c in names if c not in self.baseline['errors']] if self.baseline is not None else \
+                [c for c in names if c in M.IMAGENET_C_EXTRA]
+        return [c for c in names if c not in extra], extra
+
+    def _corruption_mean(self, names) -> float:
+        c = self.shifts[(self.shifts.kind == 'corruption') & self.shifts.corruption.isin(names)]
+        return 100 * float(c.top1.mean())
+
     def shift_accuracies(self) -> dict:
-        "Top-1 (percent) of each natural shift and of the corruption average: what *Avg. shifts* averages."
+        "Top-1 (percent) of each natural shift and of the benchmark-corruption average: what *Avg. shifts* averages."
         d = {r.shift: 100 * r.top1 for r in self.shifts[self.shifts.kind == 'natural'].itertuples()}
-        c = self.shifts[self.shifts.kind == 'corruption']
-        if len(c): d['corruptions'] = 100 * float(c.top1.mean())
+        main, _ = self.corruption_sets()
+        if main: d['corruptions'] = self._corruption_mean(main)
         return d
 
     def summary(self) -> pd.Series:
-        "One row in percent: clean, natural shifts, corruption average, mCE, relative mCE, Avg. shifts, clean ECE."
+        "One row in percent: clean, natural shifts, corruption averages, mCE, relative mCE, Avg. shifts, clean ECE and RMS."
         s = {}
         if self.clean is not None: s[self.clean['shift']] = 100 * float(self.clean.top1)
-        s.update(self.shift_accuracies())
-        errs = self.corruption_errors()
+        acc = self.shift_accuracies(); s.update(acc)
+        main, extra = self.corruption_sets()
+        if extra: s['extra corruptions'] = self._corruption_mean(extra)
+        errs = {c: e for c, e in self.corruption_errors().items() if c in main}   # never the extras
         if errs and self.baseline is not None:
-            norm = M.Normaliser(**self.baseline)
-            try:
-                norm = norm.subset(list(errs))
-                s[f'mCE ({norm.name})'] = M.mce(errs, norm)
-                if norm.clean_error is not None and self.clean_error is not None:
-                    try: s[f'rel. mCE ({norm.name})'] = M.relative_mce(errs, self.clean_error, norm)
-                    except ValueError: s[f'rel. mCE ({norm.name})'] = float('nan')   # reference not degraded by a corruption
-            except KeyError: pass   # the normaliser does not cover these corruptions: no mCE column
-        nat = {k: v for k, v in self.shift_accuracies().items()}
-        if nat: s['avg shifts'] = M.avg_shifts(nat)
-        if self.clean is not None: s['ECE clean'] = 100 * float(self.clean.ece)
+            norm = M.Normaliser(**self.baseline).subset(list(errs))
+            s[f'mCE ({norm.name})'] = M.mce(errs, norm)
+            if norm.clean_error is not None and self.clean_error is not None:
+                try: s[f'rel. mCE ({norm.name})'] = M.relative_mce(errs, self.clean_error, norm)
+                except ValueError: s[f'rel. mCE ({norm.name})'] = float('nan')   # reference not degraded by a corruption
+        if acc: s['avg shifts'] = M.avg_shifts(acc)
+        if self.clean is not None:
+            s['ECE clean'] = 100 * float(self.clean.ece)
+            s['RMS clean'] = 100 * float(self.clean.rms_ce)
         return pd.Series(s, name=self.model)
 
     def to_dict(self):
@@ -211,14 +222,15 @@ def _embedded_params(suite):
 def resolve_baseline(baseline, suite) -> M.Normaliser|None:
     "The `Normaliser` for `suite`'s mCE: see the prose for `'auto'`."
     if baseline is None or baseline is False: return None
-    cs = list(dict.fromkeys(s.corruption for s in suite.corruptions))
+    cs = [c for c in dict.fromkeys(s.corruption for s in suite.corruptions) if c not in M.IMAGENET_C_EXTRA]
     if not cs: return None
+    embedded = isinstance(baseline, str) and (baseline == 'embedded' or (baseline == 'auto' and suite.name.startswith('embedded')))
+    if embedded: return M.embedded_baseline(corruptions=cs, **_embedded_params(suite))
     if isinstance(baseline, str) and baseline == 'auto':
-        if suite.name.startswith('embedded'): return M.embedded_baseline(corruptions=cs, **_embedded_params(suite))
-        # AlexNet's ImageNet-C errors only normalise ImageNet-C itself, not ObjectNet-C or CIFAR-C with the same names
-        imagenet = suite.name.lower().startswith('imagenet')
-        return M.ALEXNET.subset(cs) if imagenet and all(c in M.ALEXNET_ERRORS for c in cs) else None
-    if isinstance(baseline, str) and baseline == 'embedded': return M.embedded_baseline(corruptions=cs, **_embedded_params(suite))
+        # AlexNet's ImageNet-C errors only normalise ImageNet-C itself, not ObjectNet-C or CIFAR-C with the same names;
+        # corruptions it has no errors for (the `extra/` folders) are left out of mCE and reported on their own
+        cs = [c for c in cs if c in M.ALEXNET_ERRORS]
+        return M.ALEXNET.subset(cs) if cs and suite.name.lower().startswith('imagenet') else None
     return M.get_normaliser(baseline)
 
 def evaluate(model:nn.Module, suite, batch_size:int=256, device=None, cache:bool=True, seed:int=0, progress:bool=True,
@@ -252,13 +264,26 @@ def evaluate(model:nn.Module, suite, batch_size:int=256, device=None, cache:bool
                    pd.DataFrame(rows, columns=SHIFT_COLUMNS), norm.to_dict() if norm is not None else None, info)
 
 # %% ../nbs/09_evaluate.ipynb #9fcea979
+_GEOMETRIC = ('zoom_blur', 'translate', 'rotate', 'tilt', 'scale', 'shear')   # warped before ImageNet-P's centre crop
+
+def _center_crop(x, crop):
+    H, W = x.shape[-2:]
+    if not 0 < crop <= min(H, W): raise ValueError(f"crop={crop} must be a positive size no larger than the images {(H, W)}")
+    t, l = (H - crop) // 2, (W - crop) // 2
+    return x[..., t:t + crop, l:l + crop]
+
 @torch.no_grad()
 def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]|None=None, difficulty:int=1,
-                           batch_size:int=32, device=None, seed:int=0, cache:bool=True, progress:bool=True) -> pd.DataFrame:
+                           batch_size:int=32, device=None, seed:int=0, cache:bool=True, progress:bool=True,
+                           crop:int|None=None) -> pd.DataFrame:
     "Flip probability and top-5 distance of `model` per perturbation on videos made from `dataset` (ImageNet-P style)."
     from robust_nb import corruptions as C
     perturbations = list(perturbations or C.PERTURBATIONS)
     noise_set = set(getattr(C, 'NOISE_PERTURBATIONS', ()))
+    if crop is None and any(p in _GEOMETRIC for p in perturbations):
+        warnings.warn("geometric perturbations without crop= are warped at the dataset's image size, so their uncovered "
+                      "borders are zero-filled and inflate flip rates; ImageNet-P warps the 256-px image and centre-crops "
+                      "224: pass a dataset of larger images and crop=", stacklevel=3)
     dev = _device_of(model, device); was = model.training; model.eval()
     root = cache_dir('eval', model_fingerprint(model)) if cache else None
     ds_fp = _h(repr(dataset), len(dataset), _item_digest(dataset, 0), seed, batch_size, dev.type, _corruption_source())
@@ -266,12 +291,15 @@ def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]
     try:
         for p in _progress(perturbations, desc='ImageNet-P', disable=(not progress) or None):
             noise = p in noise_set
-            path = root/f"P-{p}-d{difficulty}-{ds_fp}.json" if cache else None
+            path = root/f"P-{p}-d{difficulty}{f'-c{crop}' if crop else ''}-{ds_fp}.json" if cache else None
             if path is not None and path.exists(): rows.append(json.loads(path.read_text())); continue
             n = fr = t5 = 0.
             for b, (x, _) in enumerate(_batches(dataset, batch_size)):
                 g = make_generator(_batch_seed(seed, f"P/{p}", b), dev)
-                seq = C.perturbation_sequence(x.to(dev).float(), p, difficulty if noise else 1, generator=g)
+                x, d = x.to(dev).float(), difficulty if noise else 1
+                if crop is None: seq = C.perturbation_sequence(x, p, d, generator=g)
+                elif p in _GEOMETRIC: seq = C.perturbation_sequence(x, p, d, generator=g, crop=crop)
+                else: seq = C.perturbation_sequence(_center_crop(x, crop), p, d, generator=g)
                 B, T = seq.shape[:2]
                 logits = model(seq.flatten(0, 1)).float().view(B, T, -1)
                 fr += B * M.flip_rate(logits, noise=noise, difficulty=difficulty)
@@ -328,10 +356,12 @@ def latency(model:nn.Module, x=None, input_size=(1, 3, 224, 224), warmup:int=3, 
     return 1000 * statistics.median(ts) / len(x)
 
 # %% ../nbs/09_evaluate.ipynb #197717b1
-_TIME_KEYS = ('time', 'elapsed', 'wall', 't', 'seconds', 'time_s')
+_CLOCK_KEYS = ('time', 'elapsed', 'wall_time')       # seconds since training started: `engine.fit` logs `time` so
+_STEP_TIME_KEYS = ('step_time', 'batch_time', 'dt')  # seconds taken by each step
 
-def train_ms_per_img(source, batch_size:int|None=None, warmup:int=1, repeat:int=5) -> float:
-    "Training ms/img from a result with `ms_per_img`, a FitResult/history with per-step times, or a step closure."
+def train_ms_per_img(source, batch_size:int|None=None, warmup:int=1, repeat:int=5, time_key:str|None=None,
+                     cumulative:bool|None=None) -> float:
+    "Training ms/img from a result with `ms_per_img`, a FitResult/history with per-step records, or a step closure."
     if hasattr(source, 'ms_per_img'): return float(source.ms_per_img)
     if callable(source) and not hasattr(source, 'history'):
         if not batch_size: raise ValueError("timing a training-step closure needs batch_size= (images per call)")
@@ -347,19 +377,26 @@ def train_ms_per_img(source, batch_size:int|None=None, warmup:int=1, repeat:int=
     def _vals(k):   # per-step values, the first (warm-up) step excluded as in `engine.train_ms_per_img`
         v = [h[k] for h in hist if h.get(k)]
         return v[1:] if len(v) > 1 else v
-    for k in ('ms_per_img', 'train_ms_per_img'):
-        if _vals(k): return float(np.median(_vals(k)))
-    for k in ('img_per_s', 'samples_per_s', 'throughput'):
-        if _vals(k): return 1000 / float(np.median(_vals(k)))
-    tk = next((k for k in _TIME_KEYS if k in last), None)
+    if time_key is None:
+        for k in ('ms_per_img', 'train_ms_per_img'):
+            if _vals(k): return float(np.median(_vals(k)))
+        for k in ('img_per_s', 'samples_per_s', 'throughput'):
+            if _vals(k): return 1000 / float(np.median(_vals(k)))
+    tk = time_key or next((k for k in _CLOCK_KEYS + _STEP_TIME_KEYS if k in last), None)
     if tk is None or not batch_size:
-        raise ValueError(f"the history's records have keys {sorted(last)}: need one of ms_per_img/img_per_s, or a time "
-                         f"key {_TIME_KEYS} together with batch_size=")
-    t = [h[tk] for h in hist if tk in h]
-    steps = len(t)
-    if steps > 1 and all(b >= a for a, b in zip(t, t[1:])):   # cumulative clock: skip the first (warm-up) step
-        return 1000 * (t[-1] - t[0]) / ((steps - 1) * batch_size)
-    return 1000 * float(np.median(t)) / batch_size
+        raise ValueError(f"the history's records have keys {sorted(last)}: need one of ms_per_img/img_per_s, or a running "
+                         f"clock {_CLOCK_KEYS} or per-step time {_STEP_TIME_KEYS} (any key: time_key=) together with batch_size=")
+    if cumulative is None:
+        if tk not in _CLOCK_KEYS + _STEP_TIME_KEYS:
+            raise ValueError(f"is {tk!r} a running clock or the time of each step? pass cumulative=True or False")
+        cumulative = tk in _CLOCK_KEYS
+    t = [float(h[tk]) for h in hist if h.get(tk) is not None]
+    if not t: raise ValueError(f"no record of the history has a {tk!r} value")
+    if not cumulative: return 1000 * float(np.median(t[1:] if len(t) > 1 else t)) / batch_size
+    if len(t) < 2 or t[-1] <= t[0] or any(b < a for a, b in zip(t, t[1:])):
+        raise ValueError(f"{tk!r} should be a running clock, but {t[:5]}... does not advance: if it holds the time of "
+                         "each step, pass cumulative=False")
+    return 1000 * (t[-1] - t[0]) / ((len(t) - 1) * batch_size)   # from the end of the first (warm-up) step
 
 # %% ../nbs/09_evaluate.ipynb #a67ef561
 def _named(results) -> dict:

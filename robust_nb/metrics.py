@@ -12,10 +12,10 @@ import torch
 from .core import Registry, cache_dir, atomic_write_json, progress
 
 # %% auto #0
-__all__ = ['IMAGENET_C', 'SEVERITIES', 'ALEXNET_ERRORS', 'ALEXNET_CLEAN_ERROR', 'ALEXNET', 'BASELINES', 'EMBEDDED_RECIPE',
-           'HEAD_INDEX', 'accuracy', 'Normaliser', 'get_normaliser', 'corruption_errors', 'mce', 'relative_mce',
-           'embedded_baseline', 'flip_rate', 'top5_distance', 'mfr', 'mt5d', 'ece', 'rms_calibration_error',
-           'f_correct', 'avg_shifts']
+__all__ = ['IMAGENET_C', 'IMAGENET_C_EXTRA', 'SEVERITIES', 'ALEXNET_ERRORS', 'ALEXNET_CLEAN_ERROR', 'ALEXNET', 'BASELINES',
+           'EMBEDDED_RECIPE', 'HEAD_INDEX', 'accuracy', 'Normaliser', 'get_normaliser', 'corruption_errors', 'mce',
+           'relative_mce', 'embedded_baseline', 'flip_rate', 'top5_distance', 'mfr', 'mt5d', 'ece',
+           'rms_calibration_error', 'f_correct', 'avg_shifts']
 
 # %% ../nbs/08_metrics.ipynb #a1fa3a84
 def _as_logits(logits, y):
@@ -44,6 +44,7 @@ def accuracy(logits, y, topk=(1, 5)):
 # %% ../nbs/08_metrics.ipynb #33b5a775
 IMAGENET_C = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
               'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
+IMAGENET_C_EXTRA = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')   # released with ImageNet-C (`extra/`), not in mCE
 SEVERITIES = (1, 2, 3, 4, 5)
 
 ALEXNET_ERRORS = {  # per-severity top-1 errors of torchvision AlexNet on ImageNet-C (hendrycks/robustness#10)
@@ -125,7 +126,7 @@ BASELINES = Registry('mCE baseline')
 BASELINES['alexnet'] = lambda: ALEXNET
 
 def get_normaliser(baseline) -> Normaliser:
-    "Resolve `baseline` (a `Normaliser`, a name in `BASELINES`, or a dict of errors with optional 'clean') to a `Normaliser`."
+    "Resolve `baseline` (a `Normaliser`, a name in `BASELINES` with its default arguments, or a dict of errors with optional 'clean')."
     if isinstance(baseline, Normaliser): return baseline
     if isinstance(baseline, str): return BASELINES[baseline]()
     if isinstance(baseline, Mapping):
@@ -142,6 +143,10 @@ def _errors_table(errors, norm:Normaliser) -> dict:
     if missing or extra:
         fix = (f"; to average over a subset use baseline=get_normaliser({norm.name!r}).subset(list(errors))"
                if not extra else f"; the {norm.name!r} normaliser covers {norm.corruptions}")
+        if norm.name.startswith('embedded'):
+            p = {k: norm.info.get(k) for k in ('size', 'n', 'seed')}
+            fix += (f"; this embedded normaliser was made for size={p['size']}, n={p['n']}, seed={p['seed']}: for another "
+                    "embedded suite pass embedded_baseline(size=..., n=..., seed=..., corruptions=...) or Normaliser(**results.baseline)")
         raise KeyError(f"errors must cover exactly the corruptions of the {norm.name!r} normaliser: "
                        f"missing {missing}, unexpected {extra}{fix}")
     out = {}
@@ -165,7 +170,7 @@ def corruption_errors(errors, baseline='alexnet', clean_error=None) -> dict:
     return out
 
 def mce(errors, baseline='alexnet') -> float:
-    "Mean Corruption Error in percent: mean over corruptions of 100 * sum_s E_sc / sum_s E^baseline_sc."
+    "Mean Corruption Error in percent: mean over corruptions of 100 * sum_s E_sc / sum_s E^baseline_sc (`baseline`: see `get_normaliser`)."
     ce = corruption_errors(errors, baseline)
     return 100 * float(np.mean(list(ce.values())))
 

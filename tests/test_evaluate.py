@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from robust_nb.data import Shift, Suite
 from robust_nb import metrics as M
-from robust_nb.evaluate import (evaluate, evaluate_shift, Results, model_fingerprint, shift_fingerprint, count_params, flops,
-                                latency, train_ms_per_img, results_table, severity_table, severity_curves, corruption_bars,
-                                pareto_plot, pareto_front, teacher_student_bars, write_report, main)
+from robust_nb.evaluate import (evaluate, evaluate_shift, Results, SHIFT_COLUMNS, model_fingerprint, shift_fingerprint,
+                                count_params, flops, latency, train_ms_per_img, results_table, severity_table, severity_curves,
+                                corruption_bars, pareto_plot, pareto_front, teacher_student_bars, write_report, main)
 
 K = 4
 
@@ -289,3 +289,110 @@ def test_auto_normaliser_is_alexnet_only_for_imagenet_suites():
     assert resolve_baseline('auto', Suite('imagenet', 10, [str(i) for i in range(10)], shifts())).name.startswith('alexnet')
     for name in ('cifar10-c', 'objectnet-c'):   # same corruption names, but AlexNet's ImageNet-C errors do not apply
         assert resolve_baseline('auto', Suite(name, 10, [str(i) for i in range(10)], shifts())) is None
+
+
+def _fake_results(baseline, extra_top1=.1):
+    "Hand-made Results: clean 80%, natural 60%, the 15 ImageNet-C corruptions at half AlexNet's error, 4 extras at `extra_top1`."
+    rows = [dict(shift='clean', kind='clean', n=10, top1=.8, ece=.05, rms_ce=.07),
+            dict(shift='v2', kind='natural', n=10, top1=.6, ece=.1, rms_ce=.1)]
+    rows += [dict(shift=f'{c}-{s}', kind='corruption', corruption=c, severity=s, n=10, top1=1 - e / 2)
+             for c in M.IMAGENET_C for s, e in zip(M.SEVERITIES, M.ALEXNET_ERRORS[c])]
+    rows += [dict(shift=f'{c}-{s}', kind='corruption', corruption=c, severity=s, n=10, top1=extra_top1)
+             for c in M.IMAGENET_C_EXTRA for s in M.SEVERITIES]
+    return Results('m', 'imagenet', pd.DataFrame(rows, columns=SHIFT_COLUMNS), baseline)
+
+
+def test_extra_corruptions_never_change_mce():
+    corr = 100 * (1 - np.mean([e for v in M.ALEXNET_ERRORS.values() for e in v]) / 2)
+    for baseline in (M.ALEXNET.to_dict(), None):
+        r = _fake_results(baseline)
+        s = r.summary()
+        assert r.corruption_sets() == (list(M.IMAGENET_C), list(M.IMAGENET_C_EXTRA))
+        assert s['corruptions'] == pytest.approx(corr) and s['extra corruptions'] == pytest.approx(10.)
+        assert s['avg shifts'] == pytest.approx((60 + corr) / 2)                    # extras are not a shift of Avg. shifts
+        assert r.shift_accuracies() == pytest.approx({'v2': 60., 'corruptions': corr})
+        if baseline is None: assert not any(k.startswith('mCE') for k in s.index)
+    # half of AlexNet's error on all 15: mCE 50 exactly, and the extras (whatever their accuracy) do not move it
+    assert s.name == 'm' and _fake_results(M.ALEXNET.to_dict()).summary()['mCE (alexnet)'] == pytest.approx(50.)
+    assert _fake_results(M.ALEXNET.to_dict(), extra_top1=.9).summary()['mCE (alexnet)'] == pytest.approx(50.)
+    # relative mCE: sum_s (E_s - .2) / sum_s (E^A_s - E^A_clean) per corruption
+    rel = np.mean([(sum(v) / 2 - 5 * .2) / (sum(v) - 5 * M.ALEXNET_CLEAN_ERROR) for v in M.ALEXNET_ERRORS.values()])
+    assert _fake_results(M.ALEXNET.to_dict()).summary()['rel. mCE (alexnet)'] == pytest.approx(100 * rel)
+
+
+def test_auto_baseline_with_extra_folders(monkeypatch):
+    from robust_nb.evaluate import resolve_baseline
+    fake_corruptions(monkeypatch)
+    suite = make_suite(cs=('gaussian_noise', 'fog', 'speckle_noise', 'saturate'))   # ImageNet-C with its extra/ folders
+    norm = resolve_baseline('auto', suite)
+    assert norm.name == 'alexnet[2/15]' and norm.corruptions == ['gaussian_noise', 'fog']
+    r = evaluate(Oracle(), suite, batch_size=8, cache=False)
+    s = r.summary()
+    errs = r.corruption_errors()
+    main = {c: errs[c] for c in ('gaussian_noise', 'fog')}
+    assert s['mCE (alexnet[2/15])'] == pytest.approx(M.mce(main, M.ALEXNET.subset(list(main))))
+    c = r.shifts[r.shifts.kind == 'corruption']
+    assert s['corruptions'] == pytest.approx(100 * c[c.corruption.isin(main)].top1.mean())
+    assert s['extra corruptions'] == pytest.approx(100 * c[c.corruption.isin(['speckle_noise', 'saturate'])].top1.mean())
+    # an explicit full AlexNet normaliser: the same mCE, no KeyError, no silently dropped column
+    s2 = evaluate(Oracle(), suite, batch_size=8, cache=False, baseline='alexnet').summary()
+    assert s2['mCE (alexnet[2/15])'] == pytest.approx(s['mCE (alexnet[2/15])'])
+    assert s2['extra corruptions'] == pytest.approx(s['extra corruptions'])
+
+
+def test_summary_has_rms_calibration_error(monkeypatch):
+    fake_corruptions(monkeypatch)
+    r = evaluate(Oracle(), make_suite(), batch_size=8, cache=False, baseline=None)
+    # Oracle: always right with logits 3 * one-hot over 4 classes; 24 < 100 samples make one adaptive bin
+    conf = np.exp(3) / (np.exp(3) + 3)
+    assert r.summary()['RMS clean'] == pytest.approx(100 * (1 - conf), abs=1e-4)
+    assert r.summary()['ECE clean'] == pytest.approx(100 * (1 - conf), abs=1e-4)   # one bin too: |1 - conf|
+
+
+def test_train_ms_per_img_time_columns():
+    # per-step durations, by key name: median of the steps after the first (warm-up) = 0.1 s / 10 images = 10 ms
+    assert train_ms_per_img([dict(step_time=.1)] * 3, batch_size=10) == pytest.approx(10.)
+    assert train_ms_per_img([dict(dt=.5), dict(dt=.1), dict(dt=.1), dict(dt=.2)], batch_size=10) == pytest.approx(10.)
+    # `time` is a running clock, as engine.fit logs it: (0.9 - 0.3) s over 3 steps of 20 images = 10 ms
+    assert train_ms_per_img([dict(time=t) for t in (.3, .5, .7, .9)], batch_size=20) == pytest.approx(10.)
+    # per-step values under `time` are not guessed: a clock that does not advance is an error, cumulative=False reads them
+    with pytest.raises(ValueError, match="cumulative=False"):
+        train_ms_per_img([dict(time=.1)] * 3, batch_size=10)
+    assert train_ms_per_img([dict(time=.1)] * 3, batch_size=10, cumulative=False) == pytest.approx(10.)
+    # any other column needs to say which it is
+    with pytest.raises(ValueError, match="cumulative=True or False"):
+        train_ms_per_img([dict(sec=.1)] * 3, batch_size=10, time_key='sec')
+    assert train_ms_per_img([dict(sec=.1)] * 3, batch_size=10, time_key='sec', cumulative=False) == pytest.approx(10.)
+    # what engine.fit logs: ms_per_img wins; its `time` column is a running clock
+    hist = [dict(step=i + 1, ms_per_img=2., time=.05 + .02 * i) for i in range(4)]
+    assert train_ms_per_img(hist, batch_size=10) == 2.
+    assert train_ms_per_img(hist, batch_size=10, time_key='time') == pytest.approx(2.)
+
+
+def test_evaluate_perturbations_geometric_crop():
+    from robust_nb.evaluate import evaluate_perturbations
+    import robust_nb.corruptions as C
+
+    class Seen(nn.Module):
+        def __init__(self): super().__init__(); self._lo, self._size = [], set()
+        def forward(self, x):
+            self._lo.append(x.amin().item()); self._size.add(tuple(x.shape[-2:]))
+            return torch.zeros(len(x), 10)
+    img = torch.full((2, 3, 40, 40), .5); img[..., 14:26, 14:26] = .9          # flat background around some content
+    ds = torch.utils.data.TensorDataset(img, torch.zeros(2, dtype=torch.long))
+    geo = ['zoom_blur', 'translate', 'rotate', 'tilt', 'shear']               # `scale` zooms out to 0.4: black in ImageNet-P too
+    m = Seen()
+    evaluate_perturbations(m, ds, geo, crop=28, cache=False)
+    assert m._size == {(28, 28)}                               # warped at 40 px, centre-cropped to 28 (ImageNet-P: 256 -> 224)
+    assert min(m._lo) > .45                                    # no zero-filled pixels in any frame
+    m = Seen()
+    evaluate_perturbations(m, ds, ['brightness', 'gaussian_noise'], crop=28, cache=False)
+    assert m._size == {(28, 28)}                               # the others start from the centre crop
+    for p in geo[1:]:                                          # warped at the frame size instead, they show black borders
+        assert C.perturbation_sequence(img, p).amin() == 0
+    m = Seen()
+    with pytest.warns(UserWarning, match="crop="):
+        evaluate_perturbations(m, ds, ['rotate'], cache=False)
+    assert min(m._lo) == 0.                                    # without crop: black corners
+    with pytest.raises(ValueError, match="crop=48"):
+        evaluate_perturbations(Seen(), ds, ['brightness'], crop=48, cache=False)

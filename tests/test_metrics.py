@@ -178,3 +178,17 @@ def test_embedded_baseline_trains_once_and_caches(tmp_path, monkeypatch):
     # mCE of the reference against itself is 100
     errs = {'fog': list(norm.errors['fog'])}
     if sum(errs['fog']) > 0: assert mce(errs, norm) == pytest.approx(100.)
+
+
+def test_embedded_name_uses_defaults_and_says_so(monkeypatch):
+    from robust_nb import metrics
+    ref = Normaliser('embedded', {'fog': [.4] * 5, 'snow': .5}, .2, dict(size=32, n=1000, seed=0))
+    monkeypatch.setitem(metrics.BASELINES, 'embedded', lambda: ref)     # what embedded_baseline() would return, untrained
+    errs = {'fog': [.2] * 5, 'snow': [.25] * 5}
+    assert mce(errs, 'embedded') == pytest.approx(100 * (1 / 2 + 1.25 / 2.5) / 2)   # = 50
+    assert mce(errs, ref) == mce(errs, 'embedded')                               # a Normaliser is taken as is
+    # a suite with other corruptions: the error names the suite this normaliser was made for and the fix
+    with pytest.raises(KeyError, match=r"made for size=32, n=1000, seed=0.*embedded_baseline\(size="):
+        mce({'fog': [.2] * 5}, 'embedded')
+    with pytest.raises(KeyError, match=r"made for size=32"):
+        mce(dict(errs, spatter=[.1] * 5), ref.subset(['fog', 'snow']))
