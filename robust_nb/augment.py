@@ -267,35 +267,58 @@ def sample_ifs(n:int, max_maps:int=4, generator=None, device='cpu'):
     p = (s1 * s2).abs() * used + 1e-6 * used
     return A, b, p / p.sum(1, keepdim=True)
 
-def fractals(n:int, size:int, walkers:int=256, steps:int|None=None, generator=None, device='cpu'):
-    "`n` colourised IFS fractal pictures [n,3,size,size] in [0,1], rendered by a batched chaos game."
-    if n < 1 or size < 2: raise ValueError(f"need n >= 1 and size >= 2, got n={n}, size={size}")
-    kw = dict(generator=generator, device=device)
-    A, b, p = sample_ifs(n, generator=generator, device=device)
-    steps = steps or 20 + math.ceil(2 * size * size / walkers)                    # ≈ 2 points per pixel after burn-in
-    colours = _rand(n, A.shape[1], 3, **kw) * 0.8 + 0.2
-    z = _rand(n, walkers, 2, **kw) * 2 - 1
-    pts, cols = [], []
-    choice = torch.multinomial(p.to(_dev(generator, device)).repeat_interleave(walkers, 0), steps, replacement=True,
-                               generator=generator).to(device).view(n, walkers, steps)
-    ar = torch.arange(n, device=device)[:, None]
+def _chaos_game(p, walkers, steps, generator, device):
+    "Map indices [m,walkers,steps] of the chaos game, drawn with probabilities `p` [m,max_maps]."
+    return torch.multinomial(p.to(_dev(generator, device)).repeat_interleave(walkers, 0), steps, replacement=True,
+                             generator=generator).to(device).view(len(p), walkers, steps)
+
+def _render(A, b, colours, z, choice, size):
+    "Run the chaos game from walkers `z` with map indices `choice` and splat the visited points into [m,3,size,size]."
+    n, walkers, steps = choice.shape
+    dev = z.device
+    pts, cols = z.new_empty(n, walkers, steps - 20, 2), colours.new_empty(n, walkers, steps - 20, 3)
+    ar = torch.arange(n, device=dev)[:, None]
     for t in range(steps):
         j = choice[..., t]
         z = (A[ar, j] @ z[..., None]).squeeze(-1) + b[ar, j]
-        if t >= 20: pts.append(z); cols.append(colours[ar, j])
-    pts, cols = torch.stack(pts, 2).view(n, -1, 2), torch.stack(cols, 2).view(n, -1, 3)
+        if t >= 20: pts[:, :, t - 20], cols[:, :, t - 20] = z, colours[ar, j]
+    pts, cols = pts.view(n, -1, 2), cols.view(n, -1, 3)
     sub = pts[:, :: max(1, pts.shape[1] // 4096)]                                  # robust bounding box from ≤ 4k points
     lo, hi = sub.quantile(0.01, dim=1, keepdim=True), sub.quantile(0.99, dim=1, keepdim=True)
     ij = ((pts - lo) / (hi - lo).clamp_min(1e-6) * (size - 1)).round().long()
     ok = ((ij >= 0) & (ij < size)).all(-1)
-    flat = (ij[..., 1] * size + ij[..., 0]).clamp(0, size * size - 1) + torch.arange(n, device=device)[:, None] * size * size
+    flat = (ij[..., 1] * size + ij[..., 0]).clamp(0, size * size - 1) + torch.arange(n, device=dev)[:, None] * size * size
     w = ok.float()
-    cnt = torch.zeros(n * size * size, device=device).index_add_(0, flat.flatten(), w.flatten())
-    rgb = torch.zeros(n * size * size, 3, device=device).index_add_(0, flat.flatten(), (cols * w[..., None]).reshape(-1, 3))
+    cnt = torch.zeros(n * size * size, device=dev).index_add_(0, flat.flatten(), w.flatten())
+    rgb = torch.zeros(n * size * size, 3, device=dev).index_add_(0, flat.flatten(), (cols * w[..., None]).reshape(-1, 3))
     rgb = rgb / cnt.clamp_min(1)[:, None]
     dens = torch.log1p(cnt).view(n, -1); dens = dens / dens.amax(1, keepdim=True).clamp_min(1e-6)
     img = rgb.view(n, size * size, 3) * dens[..., None].sqrt()
-    return img.view(n, size, size, 3).permute(0, 3, 1, 2).clamp(0, 1).contiguous()
+    return img.view(n, size, size, 3).permute(0, 3, 1, 2).clamp(0, 1)
+
+def fractals(n:int, size:int, walkers:int=256, steps:int|None=None, generator=None, device='cpu', chunk:int|None=None):
+    """`n` colourised IFS fractal pictures [n,3,size,size] in [0,1], rendered by a batched chaos game, `chunk` pictures
+    at a time (default: about 2M chaos-game points, ~200 MB); the pictures do not depend on `chunk`."""
+    if n < 1 or size < 2: raise ValueError(f"need n >= 1 and size >= 2, got n={n}, size={size}")
+    steps = steps or 20 + math.ceil(2 * size * size / walkers)                    # ≈ 2 points per pixel after burn-in
+    if steps <= 20: raise ValueError(f"steps must be > 20 (the first 20 are burn-in), got {steps}")
+    if chunk is not None and chunk < 1: raise ValueError(f"chunk must be >= 1 picture, got {chunk}")
+    kw = dict(generator=generator, device=device)
+    A, b, p = sample_ifs(n, generator=generator, device=device)
+    colours = _rand(n, A.shape[1], 3, **kw) * 0.8 + 0.2
+    z = _rand(n, walkers, 2, **kw) * 2 - 1
+    chunk = min(chunk or max(1, 2 ** 21 // (walkers * steps)), n)
+    # a CPU multinomial draws its rows one after the other, so drawing chunk by chunk gives the same indices (and
+    # generator state) as one draw; other devices draw them all at once (uint8: 1/8 of the memory)
+    cpu_rng = torch.device(_dev(generator, device)).type == 'cpu'
+    choice = None if cpu_rng or chunk == n else _chaos_game(p, walkers, steps, generator, device).to(torch.uint8)
+    out = torch.empty(n, 3, size, size, device=device)
+    for i in range(0, n, chunk):
+        s = slice(i, i + chunk)
+        ch = _chaos_game(p[s], walkers, steps, generator, device) if choice is None else choice[s].long()
+        out[s] = _render(A[s], b[s], colours[s], z[s], ch, size)
+    return out
+
 
 # %% ../nbs/06_augment.ipynb #d71d1d8c
 def _one_op(x, severity, generator):

@@ -120,7 +120,7 @@ def _set_rng_state(s:dict):
 
 # %% ../nbs/05_engine.ipynb #8d9e4a0f
 class _Log:
-    "Mirror of `history` in a JSONL or CSV file; buffered, rewritten atomically on resume."
+    "Mirror of `history` in a JSONL or CSV file; buffered, rewritten atomically on resume (to the checkpoint's steps)."
     def __init__(self, path, history, enabled=True):
         self.path = Path(path) if path else None
         self.enabled = enabled and self.path is not None
@@ -138,22 +138,31 @@ class _Log:
         if not self.enabled: return
         self.buf.append(rec); self.all.append(rec)
         if time.time() - self.t > 10: self.flush()
-    def flush(self):
+    def flush(self, sync:bool=False):
+        "Append the buffered records; `sync`: also fsync (before a checkpoint that counts on them)."
         if not self.enabled or not self.buf: return
         if self.fmt == 'csv' and any(k not in self.cols for r in self.buf for k in r): self._rewrite(self.all)
         else:
             with open(self.path, 'a', newline='') as f:
                 if self.fmt == 'jsonl': f.writelines(json.dumps(r) + '\n' for r in self.buf)
                 else: csv.DictWriter(f, self.cols).writerows(self.buf)
+                if sync: f.flush(); os.fsync(f.fileno())
         self.buf, self.t = [], time.time()
 
+def _num(v):
+    if v in ('', None): return None
+    try: return int(v)
+    except ValueError: return float(v)
+
 def read_log(path) -> list[dict]:
-    "The records of a `fit` log file (JSONL or CSV) as a list of dicts."
-    path = Path(path)
-    if path.suffix == '.csv':
-        with open(path, newline='') as f:
-            return [{k: (float(v) if v not in ('', None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    """The records of a `fit` log file (JSONL or CSV) as a list of dicts. A last line without its newline (a write cut
+    short by a kill) is dropped."""
+    text = Path(path).read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith('\n'): lines = lines[:-1]
+    if Path(path).suffix == '.csv':
+        return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(lines)]
+    return [json.loads(l) for l in lines if l.strip()]
 
 def train_ms_per_img(history) -> float:
     "Median training milliseconds per image over the steps of `history` (a list of records or a `FitResult`), the first excluded."
@@ -178,13 +187,23 @@ class FitResult:
 def _make_accelerator(mixed_precision, accelerator):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    if accelerator is not None: return accelerator
-    if mixed_precision not in ('no', 'fp16', 'bf16'):
-        raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {mixed_precision!r}")
-    st = AcceleratorState._shared_state
-    if st and st.get('_mixed_precision', mixed_precision) != mixed_precision and PartialState().num_processes == 1:
-        AcceleratorState._reset_state()   # a previous fit in this process fixed another precision; single process: safe
-    return Accelerator(mixed_precision=mixed_precision)
+    world = int(os.environ.get('WORLD_SIZE', 1))                  # set by torchrun and accelerate launch
+    if accelerator is None:
+        if mixed_precision not in ('no', 'fp16', 'bf16'):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {mixed_precision!r}")
+        st = AcceleratorState._shared_state
+        if st and st.get('_mixed_precision', mixed_precision) != mixed_precision and PartialState().num_processes == 1:
+            AcceleratorState._reset_state()   # a previous fit in this process fixed another precision; single process: safe
+        accelerator = Accelerator(mixed_precision=mixed_precision)
+        if world > 1 and accelerator.num_processes == 1 and accelerator.device.type == 'cpu':
+            # torchrun on a machine without GPUs: accelerate joins the (gloo) process group only when told cpu=True
+            AcceleratorState._reset_state(reset_partial_state=True)
+            accelerator = Accelerator(mixed_precision=mixed_precision, cpu=True)
+    if world > 1 and accelerator.num_processes != world:
+        raise RuntimeError(f"launched as {world} processes (WORLD_SIZE) but the accelerator runs {accelerator.num_processes}: "
+                           "they would all write the same checkpoint; launch with `accelerate launch` or `torchrun`, "
+                           "and pass no accelerator= or one made under that launcher")
+    return accelerator
 
 def _make_optimizer(opt, params, lr, weight_decay):
     if isinstance(opt, torch.optim.Optimizer): return opt
@@ -211,8 +230,9 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
         params=None, log_file=None, progress:bool=True, accelerator=None,
         drop_last:bool=False, num_workers:int=0, stop_after:int|None=None) -> FitResult:
     """Train `model` by minimising `loss_fn(model, batch)` over `data` (a tuple of tensors, a Dataset or a DataLoader).
-    Resumes exactly from `ckpt_dir` if it holds a checkpoint. `stop_after` (debugging) returns after that many steps of
-    this call without a final checkpoint, as if killed."""
+    Resumes exactly from `ckpt_dir` if it holds a checkpoint. The per-step history goes to `log_file` (default
+    `ckpt_dir/log.jsonl` when there is a `ckpt_dir`). `stop_after` (debugging) returns after that many steps of this call
+    without a final checkpoint, as if killed."""
     from accelerate.utils import set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     # ---- validate
@@ -259,6 +279,7 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
     # ---- resume
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
     path = ckpt_dir / 'last.pt' if ckpt_dir else None
+    if log_file is None and ckpt_dir is not None: log_file = ckpt_dir / 'log.jsonl'   # the history of a resumable run
     step = epoch = batch_in_epoch = 0; history = []; epoch_rng = loader_gen = None
     if path is not None and path.exists():
         ck = safe_load(path)
@@ -275,7 +296,7 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
         if ema is not None and ck.get('ema') is not None: ema.load_state_dict(ck['ema'])
         if acc.scaler is not None and ck.get('scaler') is not None: acc.scaler.load_state_dict(ck['scaler'])
         step, epoch, batch_in_epoch = ck['step'], ck['epoch'], ck['batch_in_epoch']
-        history = [dict(r) for r in ck['history']]
+        history = _resume_history(ck, step, log_file, path)
         epoch_rng, loader_gen = ck.get('epoch_rng'), ck.get('loader_gen')
         _set_rng_state(ck['rng'])
         if rank > 0:                                        # every process has its own RNG stream
@@ -297,6 +318,7 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
         if world > 1:                                       # other processes' RNG first, then the checkpoint (commit)
             if rank > 0: atomic_save(dict(step=step, rng=_rng_state()), ckpt_dir / f'rng_{rank}.pt')
             acc.wait_for_everyone()
+        log.flush(sync=True)                                # the history up to `step` is on disk before the checkpoint
         if acc.is_main_process:
             atomic_save(dict(model=raw.state_dict(), optimizer=optimizer.state_dict(), scheduler=sched.state_dict(),
                              ema=ema.state_dict() if ema is not None else None,
@@ -304,8 +326,7 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
                              optimizer_class=type(getattr(optimizer, 'optimizer', optimizer)).__name__, step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, total=total, seed=seed,
                              rng=_rng_state(), epoch_rng=epoch_rng, signature=sig,
                              loader_gen=loader.generator.get_state() if user_loader and getattr(loader, 'generator', None) is not None else None, shapes=_shape_table(raw),
-                             history=history), path)
-        log.flush()
+                             log_file=str(log_file) if log_file is not None else None), path)
         acc.wait_for_everyone()
 
     def epoch_iter():
@@ -408,3 +429,18 @@ def _to(batch, device):
 def _last_ckpt_step(path):
     try: return safe_load(path)['step']
     except Exception: return '?'
+
+def _resume_history(ck:dict, step:int, log_file, path) -> list[dict]:
+    """The history of steps 1..`step` of a resumed run: from the log file (this run's, else the one the checkpoint
+    names); checkpoints keep no history, so their size does not grow with the run (older ones that do are read too)."""
+    if 'history' in ck: return [dict(r) for r in ck['history']]
+    best, tried = [], []
+    for f in dict.fromkeys(str(p) for p in (log_file, ck.get('log_file')) if p is not None):
+        if not Path(f).exists(): tried.append(f"{f} (missing)"); continue
+        recs = read_log(f)[:step]
+        if [r.get('step') for r in recs] == list(range(1, step + 1)): return recs
+        tried.append(f"{f} ({len(recs)} records)")
+        if len(recs) > len(best) and [r.get('step') for r in recs] == list(range(1, len(recs) + 1)): best = recs
+    warnings.warn(f"resuming {path} at step {step}, but no log file holds the history of steps 1..{step} "
+                  f"({'; '.join(tried) or 'no log_file'}): the returned history and the log start with {len(best)} steps")
+    return best

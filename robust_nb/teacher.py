@@ -158,14 +158,17 @@ def _parser():
     p.add_argument('--weight-decay', type=float, default=EMBEDDED_TEACHER['weight_decay'])
     p.add_argument('--warmup', type=float, default=EMBEDDED_TEACHER['warmup'])
     p.add_argument('--mixed-precision', default='no', choices=['no', 'fp16', 'bf16'])
-    p.add_argument('--workers', type=int, default=0)
+    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes that decode ImageFolder images (0: in the main process)")
+    p.add_argument('--severity', type=int, default=None,
+                   help="AugMix/PixMix severity, for the recipes that take one (default 3 on the 32-px embedded data as for CIFAR, "
+                        "1 on ImageFolder data as for ImageNet)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--ckpt-dir', default=None, help="checkpoint folder (resumes from it); default: under the robust_nb cache")
     p.add_argument('--ckpt-every', type=int, default=None)
     p.add_argument('--out', default=None, help="where to write the final weights (default: <ckpt-dir>/../teacher.pt)")
     return p
 
-def _folder_data(root, size, workers, batch_size):
+def _folder_data(root, size):
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
     if not Path(root).is_dir(): raise FileNotFoundError(f"--data {root} is not a folder; pass 'embedded' or an ImageFolder root (class sub-folders)")
@@ -175,7 +178,8 @@ def _folder_data(root, size, workers, batch_size):
 def main(argv=None):
     "Entry point of `robust_nb_teacher`."
     a = _parser().parse_args(argv)
-    RECIPES[a.recipe]
+    RECIPES[a.recipe]                                                                 # fail early on a bad name
+    if a.severity is not None and not 1 <= a.severity <= 10: raise ValueError(f"--severity must be in 1..10 (AugMix's scale), got {a.severity}")
     if a.data == 'embedded':
         from robust_nb.synthetic import SyntheticDataset, NUM_CLASSES, CLASSES
         size = a.size or 32
@@ -183,18 +187,23 @@ def main(argv=None):
         num_classes, classes = NUM_CLASSES, list(CLASSES)
     else:
         size = a.size or 224
-        data, num_classes, classes = _folder_data(a.data, size, a.workers, a.batch_size)
+        data, num_classes, classes = _folder_data(a.data, size)
+    import inspect
+    recipe_kw = {}
+    if 'severity' in inspect.signature(RECIPES[a.recipe]).parameters:            # AugMix paper: 3 on CIFAR, 1 on ImageNet
+        recipe_kw['severity'] = a.severity if a.severity is not None else 3 if a.data == 'embedded' else 1
+    elif a.severity is not None: print(f"robust_nb_teacher: recipe {a.recipe!r} has no augmentation severity; --severity is ignored")
     if a.arch == 'small': model = small_teacher(num_classes)
     else:
         from robust_nb.models import timm_classifier
         model = timm_classifier(a.arch, num_classes)
-    tag = f"{a.recipe}_{a.arch}_{Path(a.data).name}_s{size}_e{a.epochs}_seed{a.seed}"
+    tag = f"{a.recipe}_{a.arch}_{Path(a.data).name}_s{size}_e{a.epochs}_seed{a.seed}" + ''.join(f"_sev{v}" for v in recipe_kw.values())
     ckpt = Path(a.ckpt_dir) if a.ckpt_dir else cache_dir('teachers', 'cli', tag) / 'ckpt'
     out = Path(a.out) if a.out else ckpt.parent / 'teacher.pt'
-    res = robustify_teacher(model, data, a.recipe, epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
-                            weight_decay=a.weight_decay, warmup=a.warmup, mixed_precision=a.mixed_precision, seed=a.seed,
-                            ckpt_dir=ckpt, ckpt_every=a.ckpt_every, log_file=ckpt.parent / 'log.jsonl')
-    atomic_save({'state_dict': res.model.state_dict(), 'recipe': a.recipe, 'arch': a.arch, 'num_classes': num_classes,
-                 'class_names': classes, 'size': size}, out)
+    res = robustify_teacher(model, data, a.recipe, recipe_kw, epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size,
+                            lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, mixed_precision=a.mixed_precision, seed=a.seed,
+                            ckpt_dir=ckpt, ckpt_every=a.ckpt_every, log_file=ckpt.parent / 'log.jsonl', num_workers=a.workers)
+    atomic_save({'state_dict': res.model.state_dict(), 'recipe': a.recipe, 'severity': recipe_kw.get('severity'), 'arch': a.arch,
+                 'num_classes': num_classes, 'class_names': classes, 'size': size}, out)
     print(f"robust_nb_teacher: {a.recipe} teacher saved to {out}")
     return out

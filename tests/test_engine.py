@@ -287,3 +287,101 @@ def test_resume_after_real_sigkill(tmp_path):
     a, b = safe_load(ref / 'final.pt'), safe_load(killed / 'final.pt')
     assert_same(a, b)
     assert [r['step'] for r in read_log(killed / 'log.jsonl')] == list(range(1, 22))
+
+def test_checkpoint_keeps_no_history(tmp_path):
+    # the history lives in the log (default ckpt_dir/log.jsonl): the checkpoint's size does not grow with the run
+    sizes = {}
+    for steps in (3, 15):
+        d = tmp_path / f'ck{steps}'
+        res = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, max_steps=steps, **{**KW, 'epochs': None})
+        ck = safe_load(d / 'last.pt')
+        assert 'history' not in ck and ck['step'] == steps and ck['log_file'] == str(d / 'log.jsonl')
+        assert read_log(d / 'log.jsonl') == res.history
+        sizes[steps] = (d / 'last.pt').stat().st_size
+    assert abs(sizes[15] - sizes[3]) < 64, sizes
+
+def test_resume_history_from_csv_log(tmp_path):
+    ref = reference(make_data())
+    d, log = tmp_path / 'ck', tmp_path / 'log.csv'
+    fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=4, log_file=log, stop_after=10, **KW)
+    assert [r['step'] for r in read_log(log)] == list(range(1, 11))       # steps 9, 10 are past the checkpoint (8)
+    res = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=4, log_file=log, **KW)
+    assert_same(weights(ref.model), weights(res.model))
+    assert [(type(r['step']), r['step']) for r in res.history] == [(int, s) for s in range(1, 16)]
+    assert [r['loss'] for r in res.history] == [r['loss'] for r in ref.history]   # floats round-trip exactly
+    assert read_log(log) == res.history
+
+def test_resume_without_the_log_warns(tmp_path):
+    d = tmp_path / 'ck'
+    fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=4, stop_after=6, **KW)
+    (d / 'log.jsonl').unlink()
+    with pytest.warns(UserWarning, match=r"no log file holds the history of steps 1\.\.4 .*log.jsonl \(missing\)"):
+        res = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d, ckpt_every=4, **KW)
+    assert [r['step'] for r in res.history] == list(range(5, 16))
+    assert_same(weights(reference(make_data()).model), weights(res.model))   # the weights do not depend on the log
+    # a checkpoint of the old format (history inside) still resumes with its history
+    d2 = tmp_path / 'ck2'
+    part = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d2, ckpt_every=4, stop_after=6, **KW)
+    ck = safe_load(d2 / 'last.pt'); ck['history'] = part.history[:4]; torch.save(ck, d2 / 'last.pt')
+    (d2 / 'log.jsonl').unlink()
+    res = fit(make_model(), noisy_loss(), make_data(), ckpt_dir=d2, ckpt_every=4, **KW)
+    assert [r['step'] for r in res.history] == list(range(1, 16))
+
+DDP_SCRIPT = '''
+import json, os, sys, torch, torch.nn as nn, torch.nn.functional as F
+torch.set_num_threads(1)
+import robust_nb.engine as E
+out = sys.argv[1]
+writes = []                                      # every file this process writes through the engine's atomic writers
+_save, _write = E.atomic_save, E.atomic_write_bytes
+E.atomic_save = lambda obj, path: (writes.append(str(path)), _save(obj, path))[1]
+E.atomic_write_bytes = lambda path, data: (writes.append(str(path)), _write(path, data))[1]
+g = torch.Generator().manual_seed(0)
+y = torch.randint(0, 3, (96,), generator=g); x = torch.randn(96, 6, generator=g) + 2 * torch.eye(3, 6)[y]
+def model():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+ce = lambda m, b: F.cross_entropy(m(b[0]), b[1])
+noisy = lambda m, b: F.cross_entropy(m(b[0] + 0.3 * torch.randn_like(b[0])), b[1])   # each process its own RNG stream
+kw = dict(epochs=2, batch_size=16, lr=0.05, seed=0, progress=False)            # 96 = 3 global batches of 2 x 16
+plain = E.fit(model(), ce, (x, y), ckpt_dir=os.path.join(out, 'plain'), ckpt_every=2, **kw)
+full = E.fit(model(), noisy, (x, y), ckpt_dir=os.path.join(out, 'full'), ckpt_every=2, **kw)
+E.fit(model(), noisy, (x, y), ckpt_dir=os.path.join(out, 'resumed'), ckpt_every=2, stop_after=3, **kw)   # "killed" at 3
+from accelerate import PartialState
+st = PartialState()
+torch.manual_seed(123 + st.process_index)                                   # a new process has other RNG states
+resumed = E.fit(model(), noisy, (x, y), ckpt_dir=os.path.join(out, 'resumed'), ckpt_every=2, **kw)
+torch.save(dict(world=st.num_processes, rank=st.process_index, writes=writes, plain=plain.model.state_dict(),
+                full=full.model.state_dict(), resumed=resumed.model.state_dict(),
+                losses=[r['loss'] for r in plain.history]), os.path.join(out, f'rank{st.process_index}.pt'))
+'''
+
+def test_two_processes_on_cpu(tmp_path):
+    # torchrun with 2 CPU processes (gloo): DDP keeps the ranks in step, the pair equals one process with the doubled
+    # batch, only rank 0 writes the checkpoint and the log, and a killed 2-process run resumes bit-exactly
+    import subprocess, sys
+    script = tmp_path / 'ddp.py'; script.write_text(DDP_SCRIPT)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'ROBUST_NB_NO_PROGRESS': '1'}
+    env.pop('ACCELERATE_USE_CPU', None)                  # fit itself must see that there is no GPU
+    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
+                        str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r0, r1 = safe_load(tmp_path / 'rank0.pt'), safe_load(tmp_path / 'rank1.pt')
+    assert (r0['world'], r0['rank'], r1['world'], r1['rank']) == (2, 0, 2, 1)
+    for k in ('plain', 'full', 'resumed'): assert_same(r0[k], r1[k])
+    assert not torch.equal(r0['plain']['0.weight'], r0['full']['0.weight'])
+    assert_same(r0['full'], r0['resumed'])
+    # = one process with batch 32 (same global batches, gradients averaged by DDP), up to float rounding
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (96,), generator=g); x = torch.randn(96, 6, generator=g) + 2 * torch.eye(3, 6)[y]
+    torch.manual_seed(1)
+    one = fit(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)), lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+              (x, y), epochs=2, batch_size=32, lr=0.05, seed=0, progress=False)
+    for k, v in one.model.state_dict().items(): torch.testing.assert_close(r0['plain'][k], v, rtol=1e-5, atol=1e-6)
+    assert r0['losses'] == pytest.approx([r['loss'] for r in one.history], rel=1e-5)
+    # rank 0 writes checkpoints and logs; rank 1 only its RNG state beside the checkpoint
+    assert {os.path.basename(w) for w in r0['writes']} == {'last.pt', 'log.jsonl'}
+    assert {os.path.basename(w) for w in r1['writes']} == {'rng_1.pt'}
+    for run in ('plain', 'full', 'resumed'):
+        assert [r['step'] for r in read_log(tmp_path / run / 'log.jsonl')] == list(range(1, 7))
+        assert safe_load(tmp_path / run / 'last.pt')['step'] == 6
