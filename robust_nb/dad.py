@@ -13,9 +13,10 @@ from .core import check_images, Registry, atomic_write_bytes, atomic_write_json,
 from .vqgan import VQDiscretiser
 
 # %% auto #0
-__all__ = ['METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk', 'generate_dad',
-           'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss', 'dat_example',
-           'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'foundation_teacher']
+__all__ = ['MATERIALISE_BYTES', 'METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk',
+           'generate_dad', 'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss',
+           'dat_example', 'dat_loss', 'DADPairs', 'method_loss', 'image_folder', 'generate_main', 'distil',
+           'foundation_teacher']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -247,59 +248,66 @@ def rslad_loss(s_aug, t, s, alpha:float=5/6, mask=None):
 
 # %% ../nbs/14_dad.ipynb #469d3adf
 def dat_example(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1):
-    "Q(x_adv) for x_adv = the student's adversarial example through Q (straight-through gradient)."
+    "DAT's sample Q(Q(x) + δ): discretise x, attack the student from Q(x) within the ε-ball around it, discretise again."
+    with torch.no_grad(): xq = vq(x)
     was = model.training; model.eval()
-    g = vq.grad; vq.grad = 'identity' if g == 'none' else g
-    try: xa = attack(lambda z: model(vq(z)), x, y, eps, norm, steps, lr)
-    finally: model.train(was); vq.grad = g
+    try: xa = attack(model, xq, y, eps, norm, steps, lr)
+    finally: model.train(was)
     with torch.no_grad(): return vq(xa)
 
 def dat_loss(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1):
-    "DAT (eq. 5): CE(θ(x), y) + CE(θ(Q(x_adv)), y), x_adv attacking the student through Q."
+    "DAT (eq. 5): CE(θ(x), y) + CE(θ(Q(Q(x) + δ)), y), δ attacking the student from Q(x)."
     xq = dat_example(model, vq, x, y, eps, norm, steps, lr)
     return F.cross_entropy(model(x), y) + F.cross_entropy(model(xq), y)
 
 # %% ../nbs/14_dad.ipynb #7c445c4c
+MATERIALISE_BYTES = 2 ** 31   # tensor data up to this size is materialised by default (DAD images + teacher logits in memory)
+
 class DADPairs(Dataset):
     "Items `(x, y, x_dad, has_dad[, t, t_dad])`: each training image with its DAD sample (itself if filtered out)."
-    def __init__(self, data, shards:DADShards, teacher=None, batch_size:int=512):
-        self.data = data
+    def __init__(self, data, shards:DADShards, teacher=None, batch_size:int=512, materialise:bool|None=None):
+        self.data, self.shards = data, shards
         self.x, self.y = (data[0], torch.as_tensor(data[1])) if _is_tensors(data) else (None, None)
-        N = _n_items(data)
-        xd, yd, idx = shards.tensors()
+        N, idx = _n_items(data), shards.index
         if len(idx) and idx.max() >= N: raise ValueError(f"DAD shards index items up to {idx.max().item()} but data has {N}; pair them with the data they were generated from")
         self.pos = torch.full((N,), -1, dtype=torch.int64); self.pos[idx] = torch.arange(len(idx))
-        self.xd = xd
-        self.t = self.td = None
-        if teacher is not None:
-            teacher = as_teacher(teacher)
+        self.teacher = None if teacher is None else as_teacher(teacher)
+        if materialise is None: materialise = self.x is not None and self.x.numel() * self.x.element_size() <= MATERIALISE_BYTES
+        self.materialise, self.xd, self.t, self.td = bool(materialise), None, None, None
+        if not self.materialise: return            # lazy: DAD images are read per item, teacher logits computed per batch
+        self.xd = shards.tensors()[0]
+        if self.teacher is not None:
             with torch.no_grad():
                 X = self.x if self.x is not None else torch.stack([data[i][0] for i in range(N)])
-                self.t = torch.cat([teacher(X[i:i + batch_size]) for i in range(0, N, batch_size)])
-                self.td = torch.cat([teacher(xd[i:i + batch_size]) for i in range(0, len(xd), batch_size)]) if len(xd) else torch.empty(0, self.t.shape[1])
+                self.t = torch.cat([self.teacher(X[i:i + batch_size]) for i in range(0, N, batch_size)])
+                xd = self.xd
+                self.td = torch.cat([self.teacher(xd[i:i + batch_size]) for i in range(0, len(xd), batch_size)]) if len(xd) else torch.empty(0, self.t.shape[1])
     def __len__(self): return len(self.pos)
     def __getitem__(self, i):
-        x, y = (self.x[i], int(self.y[i])) if self.x is not None else self.data[i]
+        if self.x is not None: x, y = self.x[i], int(self.y[i])
+        else: x, y = self.data[i]; y = int(y)
         p = int(self.pos[i]); has = p >= 0
-        item = (x, y, self.xd[p] if has else x, has)
+        xd = (self.xd[p] if self.xd is not None else self.shards[p][0]) if has else x
+        item = (x, y, xd, has)
         if self.t is not None: item += (self.t[i], self.td[p] if has else self.t[i])
         return item
     def tensors(self):
-        "All items as a tuple of tensors (for `engine.fit`'s seeded, resumable tensor loader)."
+        "All items as one tuple of tensors (`distil`'s materialised path); loads every image, so small data only."
         x = self.x if self.x is not None else torch.stack([self.data[i][0] for i in range(len(self))])
         y = self.y if self.y is not None else torch.tensor([int(self.data[i][1]) for i in range(len(self))])
         has = self.pos >= 0
-        xd = x.clone(); xd[has] = self.xd[self.pos[has]]
+        xd = x.clone(); xd[has] = (self.xd if self.xd is not None else self.shards.tensors()[0])[self.pos[has]]
         out = (x, y, xd, has)
         if self.t is not None:
             td = self.t.clone(); td[has] = self.td[self.pos[has]]
             out += (self.t, td)
         return out
 
-def _tlogits(batch, teacher, x, xd):
+def _tlogits(batch, teacher, x, xd=None):
+    "φ(x) and φ(x_dad) (None without `xd`): the batch's precomputed logits, else one no-grad forward of the frozen teacher."
     if len(batch) >= 6: return batch[4], batch[5]
-    if teacher is None: raise ValueError("this method distils: pass a teacher (or DADPairs(..., teacher=...) with precomputed logits)")
-    with torch.no_grad(): return teacher(x), teacher(xd)
+    if teacher is None: raise ValueError("this method distils: pass a teacher (to distil / method_loss, or DADPairs(..., teacher=...))")
+    with torch.no_grad(): return teacher(x), (teacher(xd) if xd is not None else None)
 
 METHODS = Registry('DAD method')
 
@@ -308,12 +316,12 @@ def _ce(model, batch, teacher=None, vq=None, **hp): return F.cross_entropy(model
 
 @METHODS.register('kd')
 def _kd(model, batch, teacher=None, vq=None, T=4., **hp):
-    x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x, x)
+    x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x)
     s = model(x); return F.cross_entropy(s, y) + kd_loss(s, t, T)
 
 @METHODS.register('dist')
 def _dist(model, batch, teacher=None, vq=None, T=1., beta=1., gamma=1., **hp):
-    x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x, x)
+    x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x)
     s = model(x); return F.cross_entropy(s, y) + dist_loss(s, t, T, beta, gamma)
 
 def _split(model, x, xd):
@@ -321,12 +329,12 @@ def _split(model, x, xd):
 
 @METHODS.register('ard')
 def _ard(model, batch, teacher=None, vq=None, T=4., alpha=0.5, **hp):
-    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x, xd)
+    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x)
     s, sd = _split(model, x, xd); return ard_loss(sd, t, s, y, T, alpha, m)
 
 @METHODS.register('rslad')
 def _rslad(model, batch, teacher=None, vq=None, alpha=5/6, **hp):
-    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x, xd)
+    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x)
     s, sd = _split(model, x, xd); return rslad_loss(sd, t, s, alpha, m)
 
 @METHODS.register('dad')
@@ -355,23 +363,66 @@ def _datdad(model, batch, teacher=None, vq=None, T=4., a=0.5, eps=0.1, norm='lin
     s = model(torch.cat([x, xd, xq])); n = len(x)
     return dad_loss(s[:n], t, y, s[n:2*n], td, T, a, m) + a * F.cross_entropy(s[2*n:], y)
 
+def _on(m, device):
+    "Module `m` on `device` (moved once, when its first parameter or buffer is elsewhere); anything else as is."
+    if isinstance(m, nn.Module):
+        p = next(m.parameters(), None)
+        if p is None: p = next(m.buffers(), None)
+        if p is not None and p.device != device: m.to(device)
+    return m
+
 def method_loss(name:str, teacher=None, vq=None, **hp):
     "`loss_fn(model, batch)` of method `name` (see `METHODS`) for `engine.fit`, with hyper-parameters `hp`."
     f = METHODS[name]
     if teacher is not None: teacher = as_teacher(teacher)
-    return lambda model, batch: f(model, batch, teacher=teacher, vq=vq, **hp)
+    def loss_fn(model, batch):
+        dev = batch[0].device
+        return f(model, batch, teacher=_on(teacher, dev), vq=_on(vq, dev), **hp)
+    return loss_fn
 
 # %% ../nbs/14_dad.ipynb #8d57abe5
-def _load_data(spec, n=None, size=16, seed=0):
+def _read_classes(spec):
+    "`--classes`: a file of `<folder> [readable name]` lines, or a comma-separated list of folders. Returns (folders, names)."
+    if spec is None: return None, None
+    p = Path(spec)
+    rows = [l.split(None, 1) for l in p.read_text().splitlines() if l.strip()] if p.is_file() else [[c.strip()] for c in str(spec).split(',') if c.strip()]
+    return [r[0] for r in rows], [r[1].strip() if len(r) > 1 else r[0] for r in rows]
+
+def image_folder(root, classes=None, size:int=224):
+    """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
+    label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
+    is resized (shorter side) and center-cropped to `size`."""
+    from torchvision.datasets.folder import make_dataset, IMG_EXTENSIONS
+    from robust_nb.data import LabelledImages, imagenet_transform
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder; an ImageFolder root holds one sub-folder per class")
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if classes is None: classes = sorted(folders, key=int) if folders and all(f.isdigit() for f in folders) else folders
+    classes = list(classes)
+    if not classes: raise ValueError(f"{root} has no class sub-folders; an ImageFolder root holds one sub-folder per class")
+    if len(set(classes)) != len(classes): raise ValueError(f"classes names a folder twice: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
+    missing = [c for c in classes if c not in folders]
+    if missing: raise FileNotFoundError(f"class folders {missing[:5]} are not in {root}")
+    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    samples.sort(key=lambda s: s[1])      # class order; file order within a class (stable sort)
+    return LabelledImages(samples, imagenet_transform(size, size)), classes
+
+def _load_data(spec, n=None, size=None, seed=0, classes=None):
+    "`--data` as (tensors `(x, y)` or a Dataset of `(image, label)`, class folders, readable class names)."
     if spec == 'embedded':
         from robust_nb.synthetic import SyntheticDataset, CLASSES
-        ds = SyntheticDataset('photo', n or 1000, size=size, seed=seed, split='train', cache=True)
-        x, y = ds.tensors(); return (x, y), list(CLASSES)
+        ds = SyntheticDataset('photo', n or 1000, size=size or 16, seed=seed, split='train', cache=True)
+        x, y = ds.tensors(); return (x, y), list(CLASSES), list(CLASSES)
+    if Path(spec).is_dir():
+        folders, names = _read_classes(classes)
+        ds, folders = image_folder(spec, folders, size or 224)
+        if n is not None: ds = torch.utils.data.Subset(ds, range(min(n, len(ds))))
+        return ds, folders, names or folders
     from robust_nb.core import safe_load
     d = safe_load(spec)
-    if not isinstance(d, dict) or 'x' not in d or 'y' not in d: raise ValueError(f"{spec} must hold a dict with 'x' [N,3,H,W] and 'y' [N] (integer labels)")
+    if not isinstance(d, dict) or 'x' not in d or 'y' not in d: raise ValueError(f"{spec} must hold a dict with 'x' [N,3,H,W] and 'y' [N] (integer labels), or be an ImageFolder root")
     x = d['x'].float() / 255 if d['x'].dtype == torch.uint8 else d['x']
-    return (x[:n], d['y'][:n].long()), d.get('class_names')
+    return (x[:n], d['y'][:n].long()), d.get('class_names'), d.get('class_names')
 
 def _load_teacher(spec, class_names, num_classes):
     kind, _, rest = spec.partition(':')
@@ -379,7 +430,7 @@ def _load_teacher(spec, class_names, num_classes):
         return foundation_teacher()
     name, _, weights = rest.partition(':')
     if kind == 'clip':
-        if not class_names: raise ValueError("a zero-shot CLIP teacher needs class names (the data file's 'class_names')")
+        if not class_names: raise ValueError("a zero-shot CLIP teacher needs class names (the data file's 'class_names', or an ImageFolder's --classes)")
         return clip_teacher(name, weights or None, class_names)
     if kind == 'timm':
         from robust_nb.models import timm_classifier
@@ -402,25 +453,32 @@ def generate_main(argv=None):
     p = argparse.ArgumentParser(prog='robust_nb_dad_generate', description="Generate DAD samples (eq. 9): attack the teacher, discretise, filter; resumable shards.")
     p.add_argument('--out', required=True, help='output folder (resumes if it exists)')
     p.add_argument('--teacher', default='embedded'); p.add_argument('--vq', default='embedded')
-    p.add_argument('--data', default='embedded'); p.add_argument('--n', type=int, default=None)
+    p.add_argument('--data', default='embedded', help="'embedded', a .pt file {'x', 'y'}, or an ImageFolder root <folder>/<class>/<image>")
+    p.add_argument('--classes', default=None, help="ImageFolder class order: a file of '<folder> [name]' lines or a comma-separated list")
+    p.add_argument('--size', type=int, default=None, help='image size: embedded renders at it (16), an ImageFolder is resized + center-cropped to it (224)')
+    p.add_argument('--n', type=int, default=None)
     p.add_argument('--eps', type=float, default=0.1); p.add_argument('--norm', choices=['linf', 'l2'], default='linf')
     p.add_argument('--steps', type=int, default=1); p.add_argument('--lr', type=float, default=0.1)
     p.add_argument('--chunk-size', type=int, default=256); p.add_argument('--num-workers', type=int, default=0)
     p.add_argument('--device', default=None)
     a = p.parse_args(argv)
-    data, names = _load_data(a.data, a.n)
+    data, folders, names = _load_data(a.data, a.n, a.size, classes=a.classes)
     nc = len(names) if names else int(data[1].max()) + 1
     man = generate_dad(_load_teacher(a.teacher, names, nc), _load_vq(a.vq), data, a.out, eps=a.eps, norm=a.norm, steps=a.steps,
                        lr=a.lr, chunk_size=a.chunk_size, device=a.device, num_workers=a.num_workers)
+    if man and folders: atomic_write_json(dict(classes=folders, class_names=names), Path(a.out) / 'classes.json')
     if man: print(f"{man['n_kept']}/{man['n_in']} samples kept ({man['kept_fraction']:.1%}) in {a.out}; complete={man['complete']}")
     return man
 
 # %% ../nbs/14_dad.ipynb #bf0763c0
 def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:int=10, batch_size:int=128, lr:float=1e-3,
            seed:int=0, hp:dict|None=None, **fit_kw) -> nn.Module:
-    "Train `student` with `method` (a `METHODS` name) on `pairs` (`DADPairs` or its `.tensors()`); returns the trained student."
+    "Train `student` with `method` (a `METHODS` name) on `pairs` (`DADPairs`, or a tuple of tensors like its `.tensors()`)."
     from robust_nb.engine import fit
-    data = pairs.tensors() if isinstance(pairs, DADPairs) else pairs
+    data = pairs
+    if isinstance(pairs, DADPairs):
+        if teacher is None: teacher = pairs.teacher
+        if pairs.materialise: data = pairs.tensors()
     loss = method_loss(method, teacher, vq, **(hp or {}))
     torch.manual_seed(seed)
     res = fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)

@@ -268,3 +268,195 @@ def test_resume_refuses_other_teacher_or_vq(tmp_path):
         def forward(self, x): return x * self.s
     with pytest.raises(ValueError, match='other settings'):
         generate_dad(Bright(), Scaled(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
+
+# ---------------------------------------------------------------- hand-computed: attack, method wrappers, DAT, VQGAN sampling
+def lin(w):
+    m = Lin()
+    with torch.no_grad(): m.fc.weight.copy_(w)
+    return m
+
+W_S, W_T = torch.sin(torch.arange(36.) * 0.7).view(3, 12), torch.cos(torch.arange(36.) * 1.3).view(3, 12)
+
+def np_ce(s, y): return float(np.mean([-np.log(np_softmax(s)[i, y[i]]) for i in range(len(y))]))
+def np_kd_rows(t, s, T): pt, ps = np_softmax(t / T), np_softmax(s / T); return T * T * np.sum(pt * np.log(pt / ps), 1)
+def np_flat(x): return x.double().numpy().reshape(len(x), -1)
+
+def small_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x, xd = torch.rand(4, 3, 2, 2, generator=g) * .6 + .2, torch.rand(4, 3, 2, 2, generator=g) * .6 + .2
+    return x, torch.tensor([0, 1, 2, 0]), xd, torch.tensor([True, False, True, True])
+
+class Spy(nn.Module):
+    "Counts calls and records whether autograd was on (grad mode or a grad-requiring input)."
+    def __init__(self, inner): super().__init__(); self.inner, self.calls, self.grad = inner, 0, []
+    def forward(self, x):
+        self.calls += 1; self.grad.append(torch.is_grad_enabled() and x.requires_grad)
+        return self.inner(x)
+
+def test_attack_steps0_and_one_step_hand_computed():
+    m = Spy(lin(W_S)); x, y, _, _ = small_batch()
+    out = attack(m, x, y, steps=0)
+    assert torch.equal(out, x) and out is not x and m.calls == 0          # no attack: no forward, no gradient
+    assert torch.equal(attack(m, x, y, eps=0.), x) and m.calls == 0
+    # CE of a linear softmax model: dCE/dx_i = W^T (p_i - e_y_i) / B; the 1/B never changes a sign or a direction
+    W, X = W_S.double().numpy(), np_flat(x)
+    G = (np_softmax(X @ W.T) - np.eye(3)[y.numpy()]) @ W
+    assert np.abs(G).min() > 1e-4                                            # no sign is decided by rounding
+    for eps, lr in ((0.1, 0.1), (0.05, 0.1)):                                # lr > eps: the step is cut back to the ball
+        exp = np.clip(X + np.clip(lr * np.sign(G), -eps, eps), 0, 1)
+        np.testing.assert_allclose(np_flat(attack(m, x, y, eps=eps, lr=lr)), exp, rtol=0, atol=1e-6)
+    u = G / np.linalg.norm(G, axis=1, keepdims=True)                         # L2: a normalised-gradient step
+    np.testing.assert_allclose(np_flat(attack(m, x, y, eps=1., norm='l2', lr=0.3)), np.clip(X + 0.3 * u, 0, 1), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np_flat(attack(m, x, y, eps=0.2, norm='l2', lr=0.3)), np.clip(X + 0.2 * u, 0, 1), rtol=0, atol=1e-6)
+    assert m.calls == 4 and all(p.grad is None for p in m.parameters())
+
+def test_method_wrappers_hand_computed():
+    m, teacher = lin(W_S), as_teacher(lin(W_T))
+    x, y, xd, has = small_batch(); batch = (x, y, xd, has)
+    Ws, Wt, yn, h = W_S.double().numpy(), W_T.double().numpy(), y.numpy(), has.numpy()
+    S, SD, T, TD = np_flat(x) @ Ws.T, np_flat(xd) @ Ws.T, np_flat(x) @ Wt.T, np_flat(xd) @ Wt.T
+    ce = np_ce(S, yn)
+    ps, pt = np_softmax(S), np_softmax(T)
+    inter = 1 - np.mean([np.corrcoef(ps[i], pt[i])[0, 1] for i in range(4)])
+    intra = 1 - np.mean([np.corrcoef(ps[:, j], pt[:, j])[0, 1] for j in range(3)])
+    expect = {
+        'ce': ce,
+        'kd': ce + np_kd_rows(T, S, 4).mean(),                                           # CE + 1·KD, T = 4
+        'dist': ce + inter + intra,                                                      # T = 1, β = γ = 1
+        'ard': .5 * np_kd_rows(T, SD, 4)[h].mean() + .5 * ce,                            # student on x_dad vs teacher on x
+        'rslad': 5 / 6 * np_kd_rows(T, SD, 1)[h].mean() + 1 / 6 * np_kd_rows(T, S, 1).mean(),
+        'dad': ce + np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean(),
+        'dad_aug': ce + float(np.mean([-np.log(np_softmax(SD)[i, yn[i]]) for i in range(4) if h[i]])),
+    }
+    for name, exp in expect.items():
+        assert method_loss(name, teacher)(m, batch).item() == pytest.approx(exp, rel=1e-4), name
+    with torch.no_grad(): cached = batch + (teacher(x), teacher(xd))                      # precomputed logits: same values
+    for name in ('kd', 'dist', 'ard', 'rslad', 'dad'):
+        assert method_loss(name)(m, cached).item() == pytest.approx(expect[name], rel=1e-4), name
+    # hyper-parameters pass through: KD at T = 2, and ARD's published T = 30, α = 1 (no CE)
+    assert method_loss('kd', teacher, T=2.)(m, batch).item() == pytest.approx(ce + np_kd_rows(T, S, 2).mean(), rel=1e-4)
+    assert method_loss('ard', teacher, T=30., alpha=1.)(m, batch).item() == pytest.approx(np_kd_rows(T, SD, 30)[h].mean(), rel=1e-4)
+
+class Q4(nn.Module):
+    "A 5-level discretiser: Q(x) = round(4x)/4."
+    def forward(self, x): return (x * 4).round() / 4
+
+def test_dat_and_dat_dad_hand_computed():
+    m, teacher = lin(W_S), as_teacher(lin(W_T))
+    x, y, xd, has = small_batch(1); batch = (x, y, xd, has)
+    Ws, Wt, yn, h = W_S.double().numpy(), W_T.double().numpy(), y.numpy(), has.numpy()
+    X, XD = np_flat(x), np_flat(xd)
+    # DAT's sample Q(Q(x) + δ): discretise, one L∞ step of lr = ε = 0.2 on the student's CE from Q(x), discretise again
+    Q0 = np.round(4 * X) / 4
+    G = (np_softmax(Q0 @ Ws.T) - np.eye(3)[yn]) @ Ws
+    assert np.abs(G).min() > 1e-4
+    XQ = np.round(4 * np.clip(Q0 + 0.2 * np.sign(G), 0, 1)) / 4
+    S, SD, SQ, T, TD = X @ Ws.T, XD @ Ws.T, XQ @ Ws.T, X @ Wt.T, XD @ Wt.T
+    dat = np_ce(S, yn) + np_ce(SQ, yn)
+    datdad = np_ce(S, yn) + np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean() + .5 * np_ce(SQ, yn)
+    np.testing.assert_array_equal(np_flat(dat_example(m, Q4(), x, y, eps=.2, lr=.2)), XQ)
+    assert method_loss('dat', vq=Q4(), eps=.2, lr=.2)(m, batch).item() == pytest.approx(dat, rel=1e-5)
+    assert method_loss('dat+dad', teacher, Q4(), eps=.2, lr=.2)(m, batch).item() == pytest.approx(datdad, rel=1e-5)
+    # an attack started from x instead, Q(x + δ) with the same (straight-through) step, gives another sample here
+    assert not np.array_equal(np.round(4 * np.clip(X + 0.2 * np.sign(G), 0, 1)) / 4, XQ)
+
+def test_vqgan_sampling_without_gradients(tmp_path):
+    "Table 11's baseline: generate with steps=0 (Q(x), no attack, no gradient), train with 'vqgan_sample' (= eq. 9)."
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(8, 3, 2, 2, generator=g)
+    tnet = lin(W_T)
+    Q = np.round(4 * np_flat(x)) / 4
+    with torch.no_grad(): pred = tnet(torch.from_numpy(Q).float().view_as(x)).argmax(1)
+    y = pred.clone(); y[4:] = (pred[4:] + 1) % 3                    # the teacher is right on Q(x) for items 0..3 only
+    spy = Spy(tnet)
+    man = generate_dad(spy, Q4(), (x, y), tmp_path, steps=0, chunk_size=8, progress_bar=False)
+    assert spy.calls == 1 and spy.grad == [False]                    # one forward (the filter), never a gradient
+    assert man['n_kept'] == 4
+    sh = DADShards(tmp_path)
+    assert sh.index.tolist() == [0, 1, 2, 3] and sh.labels.tolist() == y[:4].tolist()
+    Q8 = np.round(255 * Q) / 255                                      # stored as 8-bit images
+    np.testing.assert_allclose(np_flat(torch.stack([sh[i][0] for i in range(4)])), Q8[:4], rtol=0, atol=1e-7)
+    # the 'vqgan_sample' loss on those pairs: CE + KD(x) + a·KD(Q(x)) over the kept items
+    m = lin(W_S); pairs = DADPairs((x, y), sh, teacher=tnet)
+    batch = torch.utils.data.default_collate([pairs[i] for i in range(8)])
+    Ws, Wt, yn = W_S.double().numpy(), W_T.double().numpy(), y.numpy()
+    X = np_flat(x)
+    exp = np_ce(X @ Ws.T, yn) + np_kd_rows(X @ Wt.T, X @ Ws.T, 4).mean() + .5 * np_kd_rows(Q8[:4] @ Wt.T, Q8[:4] @ Ws.T, 4).mean()
+    assert method_loss('vqgan_sample')(m, batch).item() == pytest.approx(exp, rel=1e-5)
+    assert method_loss('vqgan_sample', tnet)(m, batch[:4]).item() == pytest.approx(exp, rel=1e-5)   # teacher per batch
+
+# ---------------------------------------------------------------- lazy DADPairs + distil
+class ItemDS(torch.utils.data.Dataset):
+    def __init__(self, x, y): self.x, self.y = x, y
+    def __len__(self): return len(self.y)
+    def __getitem__(self, i): return self.x[i], int(self.y[i])
+
+def test_distil_streams_from_shards_without_tensors(tmp_path, monkeypatch):
+    from robust_nb.dad import distil
+    x, y = bright_data()
+    generate_dad(Bright(), Id(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
+    def student(): torch.manual_seed(0); return nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
+    kw = dict(epochs=2, batch_size=4, lr=1e-2, progress=False)
+    mat = DADPairs((x, y), DADShards(tmp_path), teacher=Bright())    # small tensors: materialised, as before
+    assert mat.materialise and mat.t is not None
+    ref = {m: distil(student(), m, mat, **kw).state_dict() for m in ('dad', 'dad_aug')}
+    def boom(self): raise AssertionError("the streaming path must not stack the dataset")
+    monkeypatch.setattr(DADShards, 'tensors', boom); monkeypatch.setattr(DADPairs, 'tensors', boom)
+    lazy = DADPairs(ItemDS(x, y), DADShards(tmp_path), teacher=Bright())   # a Dataset: streams
+    assert not lazy.materialise and lazy.xd is None and lazy.t is None
+    for m in ('dad', 'dad_aug'):
+        got = distil(student(), m, lazy, **kw).state_dict()                # teacher logits per batch (from lazy.teacher)
+        for k in got:
+            if m == 'dad_aug': assert torch.equal(got[k], ref[m][k]), k    # the same batches, bit for bit
+            else: torch.testing.assert_close(got[k], ref[m][k], rtol=1e-5, atol=1e-6)
+    forced = DADPairs((x, y), DADShards(tmp_path), materialise=False)
+    assert not forced.materialise
+    with pytest.raises(ValueError, match='pass a teacher'): distil(student(), 'kd', forced, **kw)
+    got = distil(student(), 'dad', forced, teacher=Bright(), **kw).state_dict()
+    for k in got: torch.testing.assert_close(got[k], ref['dad'][k], rtol=1e-5, atol=1e-6)
+
+# ---------------------------------------------------------------- ImageFolder data
+def make_folder(root, C=12):
+    from PIL import Image
+    for c in range(C):
+        d = root / str(c); d.mkdir(parents=True)
+        for k in range(2): Image.fromarray(np.full((20, 28, 3), 10 * c + k, np.uint8)).save(d / f'{k}.png')   # 28x20 px
+
+def test_image_folder_explicit_integer_labels(tmp_path):
+    pytest.importorskip('torchvision')
+    from robust_nb.dad import image_folder
+    make_folder(tmp_path)
+    ds, classes = image_folder(tmp_path, size=16)
+    assert classes == [str(c) for c in range(12)]                    # by value: '10', '11' after '9', not after '1'
+    for i in range(len(ds)):
+        img, y = ds[i]
+        assert img.shape == (3, 16, 16) and isinstance(y, int)
+        assert y == i // 2 and round(img[0, 8, 8].item() * 255) == 10 * y + i % 2   # the image is from folder str(y)
+    ds2, cl2 = image_folder(tmp_path, classes=['3', '11'], size=8)    # explicit list: its order, only its classes
+    assert cl2 == ['3', '11'] and len(ds2) == 4
+    assert [(ds2[i][1], round(ds2[i][0][0, 4, 4].item() * 255)) for i in range(4)] == [(0, 30), (0, 31), (1, 110), (1, 111)]
+    with pytest.raises(FileNotFoundError, match='not in'): image_folder(tmp_path, classes=['3', '12'])
+    with pytest.raises(ValueError, match='twice'): image_folder(tmp_path, classes=['3', '3'])
+    # generation stores those integer labels (a teacher that reads the class off the pixel value keeps every sample)
+    class ByValue(nn.Module):
+        def forward(self, x): return F.one_hot((x[:, 0, 0, 0] * 255).round().long() // 10, 12).float() * 10
+    man = generate_dad(ByValue(), Id(), ds, tmp_path / 'out', steps=0, chunk_size=10, progress_bar=False)
+    sh = DADShards(tmp_path / 'out')
+    assert man['n_kept'] == 24 and sh.labels.tolist() == [i // 2 for i in range(24)] and sh.labels.dtype == torch.int64
+
+def test_cli_image_folder(tmp_path):
+    pytest.importorskip('torchvision')
+    from robust_nb.vqgan import VQDiscretiser, vq_model, save_vq
+    make_folder(tmp_path / 'imgs')
+    torch.manual_seed(0)
+    save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), tmp_path / 'vq.safetensors')
+    (tmp_path / 'classes.txt').write_text(''.join(f'{c} shape number {c}\n' for c in reversed(range(12))))   # explicit order
+    out = tmp_path / 'out'
+    man = generate_main(['--out', str(out), '--teacher', 'timm:test_resnet', '--vq', str(tmp_path / 'vq.safetensors'),
+                         '--data', str(tmp_path / 'imgs'), '--classes', str(tmp_path / 'classes.txt'), '--size', '16', '--chunk-size', '10'])
+    assert man['complete'] and man['n_in'] == 24 and len(man['shards']) == 3
+    cj = json.loads((out / 'classes.json').read_text())
+    assert cj['classes'] == [str(c) for c in reversed(range(12))] and cj['class_names'][0] == 'shape number 11'
+    sh = DADShards(out)
+    assert sh.labels.tolist() == (sh.index // 2).tolist()             # item i is in folder 11 - i//2, label i//2
+    assert all(sh[i][0].shape == (3, 16, 16) for i in range(len(sh)))
