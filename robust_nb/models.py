@@ -16,10 +16,10 @@ from open_clip.transformer import VisionTransformer as _OCViT
 from .core import check_images, safe_load
 
 # %% auto #0
-__all__ = ['OPENAI_TEMPLATES', 'TINY_CLIP', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem', 'ViTHead', 'CallHead', 'StagedModel',
-           'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem', 'CLIPPool', 'LinearHead',
-           'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'clip_classifier', 'register_tiny_clip', 'Split',
-           'split_model']
+__all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem', 'ViTHead', 'CallHead',
+           'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem', 'CLIPPool',
+           'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'clip_classifier', 'register_tiny_clip',
+           'Split', 'split_model']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -164,9 +164,16 @@ def timm_classifier(name:str, num_classes:int, pretrained:bool|str|Path=False, r
     return StagedModel(Prep(cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225)), size), stages, kinds, name)
 
 # %% ../nbs/10_models.ipynb #c341f0bc
-def embedded_student(num_classes:int, pretrained:bool|str|Path=False, **kw) -> StagedModel:
-    "The embedded benchmark's student: timm `vit_tiny_patch16_224` at img_size 32, patch 8, depth 6 (≈2.7M params)."
-    return timm_classifier('vit_tiny_patch16_224', num_classes, pretrained, img_size=32, patch_size=8, depth=6, **kw)
+EMBEDDED_ARCHS = {
+    'resnet': ('resnet10t', dict(layers=(1, 1, 2, 4), channels=(64, 128, 160, 192))),
+    'vit': ('vit_tiny_patch16_224', dict(img_size=32, patch_size=8, depth=6)),
+}
+
+def embedded_student(num_classes:int, pretrained:bool|str|Path=False, arch:str='resnet', **kw) -> StagedModel:
+    "The embedded benchmark's student, a timm model sized for 32 px: `arch` 'resnet' (3.9M params, default) or 'vit' (2.7M)."
+    if arch not in EMBEDDED_ARCHS: raise ValueError(f"unknown embedded student arch {arch!r}; valid: {', '.join(EMBEDDED_ARCHS)}")
+    name, base = EMBEDDED_ARCHS[arch]
+    return timm_classifier(name, num_classes, pretrained, **{**base, **kw})
 
 # %% ../nbs/10_models.ipynb #smallcnn0ex
 def small_cnn(num_classes:int, width:int=16) -> nn.Module:

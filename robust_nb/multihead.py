@@ -282,7 +282,7 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     return DistillResult(mh, split, res.history, train_s, n_seen, cache, cache_s)
 
 # %% ../nbs/11_multihead.ipynb #736120ad
-EMBEDDED_STUDENT = dict(n=8000, epochs=10, batch_size=128, lr=1e-3, weight_decay=0.05, warmup=0.1, seed=0, size=32)
+EMBEDDED_STUDENT = dict(n=8000, epochs=12, batch_size=128, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0, size=32, arch='resnet')
 
 def _cfg_dir(kind, cfg): return cache_dir('multihead', f"{kind}-{hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:10]}")
 
@@ -293,7 +293,7 @@ def pretrained_embedded_student(retrain:bool=False, **cfg) -> StagedModel:
     c = {**EMBEDDED_STUDENT, **cfg}
     path = _cfg_dir('student', c) / 'student.pt'
     torch.manual_seed(c['seed'])
-    m = embedded_student(NUM_CLASSES)
+    m = embedded_student(NUM_CLASSES, arch=c['arch'])
     if path.exists() and not retrain:
         m.load_state_dict(safe_load(path)['state_dict']); return m.eval()
     x, y = render('photo', c['n'], size=c['size'], seed=c['seed'], split='train')

@@ -44,9 +44,19 @@ def test_random_init_differs_from_file(tmp_path):
 
 
 def test_embedded_student_size():
-    s = embedded_student(10)
-    assert 2e6 < _n(s) < 3e6 and s.n_blocks == 6
-    assert s(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    s, v = embedded_student(10), embedded_student(10, arch="vit")
+    assert 3.5e6 < _n(s) < 4e6 and s.n_blocks == 8 and s.name == "resnet10t"
+    assert 2e6 < _n(v) < 3e6 and v.n_blocks == 6
+    for m in (s, v): assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="valid: resnet, vit"): embedded_student(10, arch="vgg")
+
+
+def test_embedded_resnet_split():
+    s = embedded_student(10).eval()
+    sp = split_model(s, frac=0.1)                   # the closest boundary: last block + classifier (17%)
+    assert s.kinds[sp.cut:] == ["block", "head"] and 0.15 < sp.frac_tuned < 0.2
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(sp.head(sp.shared(sp.backbone(x))), s(x))
 
 
 def test_clip_zero_shot_equals_cosine_logits(tmp_path):
@@ -78,7 +88,7 @@ def test_clip_errors():
 
 
 def test_split_by_blocks_and_frac():
-    s = embedded_student(10).eval()
+    s = embedded_student(10, arch="vit").eval()
     for b in range(1, 7):
         sp = split_model(s, blocks=b)
         assert s.kinds[sp.cut] == "block" and s.kinds[sp.cut:].count("block") == b and sp.n_total == _n(s)
@@ -100,7 +110,7 @@ def test_split_frac_outside_open_interval(bad):
 
 
 def test_split_errors():
-    s = embedded_student(3)
+    s = embedded_student(3, arch="vit")
     with pytest.raises(ValueError, match="no tunable block"): split_model(s, frac=1e-4)
     with pytest.raises(ValueError, match="between 1 and 6"): split_model(s, blocks=0)
     with pytest.raises(ValueError, match="exactly one"): split_model(s, frac=.1, blocks=1)
@@ -108,8 +118,8 @@ def test_split_errors():
 
 
 def test_residual_stages_match_whole_blocks():
-    torch.manual_seed(0); a = embedded_student(4).eval()
-    b = embedded_student(4, residual_stages=False).eval()
+    torch.manual_seed(0); a = embedded_student(4, arch="vit").eval()
+    b = embedded_student(4, arch="vit", residual_stages=False).eval()
     b.load_state_dict({k2: v for (k1, v), k2 in zip(a.state_dict().items(), b.state_dict())})
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad(): torch.testing.assert_close(a(x), b(x))
