@@ -310,10 +310,10 @@ def main(
     student:str='embedded',     # 'embedded' (cached pre-trained embedded student) or a timm model name
     weights:str=None,           # local weights file for a timm student (pretrained_cfg_overlay)
     teacher:str=None,           # teacher checkpoint ({'state_dict'} of robust_nb.teacher.small_teacher); default: embedded_teacher()
-    n:int=2000,                 # clean photo/train images used to build D^a
+    n:int=8000,                 # clean photo/train images used to build D^a
     frac:float=0.1,             # fraction of student parameters tuned
     a:float=0.5,                # fraction of D^a used
-    epochs:int=10,              # tuning epochs over D^a
+    epochs:int=30,              # tuning epochs over D^a
     batch_size:int=256,
     lr:float=1e-3,
     variant:str='ours',         # ours | wo_kd | only_kd | single_teacher | combined_only

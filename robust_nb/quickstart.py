@@ -15,7 +15,7 @@ from .core import cache_dir, atomic_save, atomic_write_json, safe_load, atomic_w
 __all__ = ['QUICKSTART', 'f_correct_by_shift', 'quickstart', 'main']
 
 # %% ../nbs/16_quickstart.ipynb #2161af4e
-QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=2000, frac=0.1, distill_epochs=10,
+QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=8000, frac=0.1, distill_epochs=30,
                   dad_n=2000, dad_size=32, dad_epochs=8, seed=0, student={}, teacher={}, foundation={}, vq={}, reference={})
 """Defaults of `quickstart`. `corruptions=None` means all 15 ImageNet-C corruptions; `student`, `teacher`, `foundation` and `vq`
 override the configs of `multihead.pretrained_embedded_student`, `teacher.embedded_teacher`, `dad.foundation_teacher`,
