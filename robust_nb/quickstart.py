@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_quickstart.ipynb #54862d97
 from __future__ import annotations
-import time, json, hashlib, contextlib, copy
+import time, json, hashlib, contextlib, copy, functools
 from pathlib import Path
 import torch
 import pandas as pd
@@ -83,8 +83,9 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
     with stage('1. data: render the embedded benchmark'):
         suite = embedded_suite(size=c['size'], n=c['n_eval'], seed=c['seed'], corruptions=c['corruptions'] or CORRUPTIONS,
                                severities=c['severities'], cache=True)
-        x, y = render('photo', c['n_tune'], size=c['size'], seed=c['seed'] + 1, split='train')
-        ts = tuning_set(x, y, a=0.5, seed=c['seed'])
+        @functools.cache
+        def tuning():                   # D^a, built only if a tuned model is not cached yet (its augmentations take seconds)
+            return tuning_set(*render('photo', c['n_tune'], size=c['size'], seed=c['seed'] + 1, split='train'), a=0.5, seed=c['seed'])
 
     with stage('2. pre-train the large student'):
         student = pretrained_embedded_student(**{'size': c['size'], **c['student']})
@@ -97,13 +98,13 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
 
     with stage('4. APT vs multi-head distillation'):
         def _train_mh(m):
-            r = distill(student, teacher, ts, frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
+            r = distill(student, teacher, tuning(), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
             return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.split.n_tuned)
         mh, costs['multi-head (ours)'] = _cached_model(
             root / 'multihead.pt', lambda: MultiHead(split_model(copy.deepcopy(student), frac=c['frac'])), _train_mh)
         models['multi-head (ours)'] = Selected(mh)
         def _train_apt(m):
-            r = apt(student, (ts.x, ts.y), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
+            r = apt(student, (tuning().x, tuning().y), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
             return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned)
         models['APT'], costs['APT'] = _cached_model(root / 'apt.pt', lambda: embedded_student(NUM_CLASSES), _train_apt)
 

@@ -66,6 +66,7 @@ def fidelity(x, names, severities=(1, 2, 3, 4, 5), seed=0):
             rows.append(dict(corruption=n, severity=s, deterministic=n in DETERMINISTIC,
                              mad=(ours - ref).abs().mean().item(),
                              mad_u8=(torch.floor(ours * 255 + 1e-4) / 255 - ref).abs().mean().item(),  # the reference truncates to uint8
+                             max_u8=(torch.floor(ours * 255 + 1e-4) / 255 - ref).abs().max().item(),
                              d_mean_ref=dr.mean().item(), d_mean_ours=do.mean().item(),
                              d_std_ref=dr.std().item(), d_std_ours=do.std().item(),
                              psnr_ref=psnr(ref, x).mean().item(), psnr_ours=psnr(ours, x).mean().item()))
