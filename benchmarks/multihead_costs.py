@@ -1,4 +1,4 @@
-"""Costs of multi-head uncertainty-aware distillation on the embedded student (ViT-Tiny, 32 px, patch 8, depth 6).
+"""Costs of multi-head uncertainty-aware distillation on the embedded student (`--arch resnet`, the default, or `vit`).
 
 1. Training cost per image, frozen-backbone feature cache vs the naive uncached path (which runs M_b, the frozen student
    copy and the teacher at every step), both at ~10% of parameters tuned, measured in one run. The cached figure includes
@@ -7,7 +7,7 @@
 2. Head-selection inference (eq. 6, N=10 MC-dropout samples per head, only dropout layers re-run) vs the plain student:
    FLOPs with torch.utils.flop_counter and wall-clock latency. Goal: <= 5% FLOPs overhead (the paper reports 3%).
 
-    python benchmarks/multihead_costs.py [--n 512] [--epochs 10] [--frac 0.1] [--threads 2]
+    python benchmarks/multihead_costs.py [--arch resnet|vit] [--n 512] [--epochs 10] [--frac 0.1] [--threads 2]
 """
 import argparse, os, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("ROBUST_NB_NO_PROGRESS", "1")
@@ -53,10 +53,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=512); p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--frac", type=float, default=0.1); p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256); p.add_argument("--arch", default="resnet", choices=["resnet", "vit"])
     a = p.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
-    st, te = embedded_student(10).eval(), small_teacher(10).eval()
+    st, te = embedded_student(10, arch=a.arch).eval(), small_teacher(10).eval()
     ts = tuning_set(torch.rand(a.n, 3, 32, 32), torch.arange(a.n) % 10, a=1.)
     kw = dict(frac=a.frac, batch_size=a.batch, progress=False)
     # naive: one epoch is enough to measure its steady per-image cost
@@ -64,7 +64,7 @@ if __name__ == "__main__":
     cached = distill(st, te, ts, cache=True, epochs=a.epochs, **kw)
     naive_ms = 1000 * naive.train_s / naive.n_seen
     steady_ms = 1000 * cached.train_s / cached.n_seen
-    print(f"tuned {naive.split.n_tuned:,}/{naive.split.n_total:,} params = {naive.split.frac_tuned:.1%} (frac={a.frac})")
+    print(f"student {a.arch}: tuned {naive.split.n_tuned:,}/{naive.split.n_total:,} params = {naive.split.frac_tuned:.1%} (frac={a.frac})")
     print(f"train ms/img: naive uncached {naive_ms:.3f} | cached steady {steady_ms:.3f} | cached incl. caching over "
           f"{a.epochs} epochs {cached.ms_per_img:.3f}")
     print(f"training cost ratio (naive / cached incl. caching): {naive_ms / cached.ms_per_img:.1f}x "
