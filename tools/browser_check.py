@@ -54,13 +54,13 @@ def check(nb:str, out:str, timeout_s:int=900, chromium:str='/usr/bin/chromium'):
             try: sel.wait_for(timeout=60_000)
             except Exception: page.screenshot(path=out, full_page=True); raise
             sel.scroll_into_view_if_needed()
-            options = sel.locator('option').all_inner_texts()
-            sel.select_option(label=options[-1])
+            n_opt = sel.locator('option').count()
+            sel.select_option(index=n_opt - 1)              # by index: option labels may carry padding
             page.wait_for_timeout(2000)
             page.screenshot(path=out, full_page=False)
             plots = page.locator('.js-plotly-plot').count()
             browser.close()
-        print(f"ran {nb} in JupyterLab, selected {options[-1]!r} in a widget, {plots} plotly plots on the page; screenshot: {out}")
+        print(f"ran {nb} in JupyterLab, selected option {n_opt} of {n_opt} in a widget, {plots} plotly plots on the page; screenshot: {out}")
         return out
     finally:
         lab.terminate()                    # stops the server and the kernels it started
