@@ -458,34 +458,34 @@ def _noise_frames(x, frame_fn, T=31):
     return torch.stack([x] + [frame_fn() for _ in range(T - 1)], 1)
 
 @PERTURBATION_FNS.register('gaussian_noise')
-def _p_gaussian_noise(x, difficulty, generator):
+def _p_gaussian_noise(x, difficulty, generator, size=None):
     c = [.03, .05, .08][difficulty - 1]
     return _noise_frames(x, lambda: x + c * _rand(x.shape, x, generator, torch.randn))
 
 @PERTURBATION_FNS.register('shot_noise')
-def _p_shot_noise(x, difficulty, generator):
+def _p_shot_noise(x, difficulty, generator, size=None):
     c = [300, 120, 60][difficulty - 1]
     return _noise_frames(x, lambda: _poisson(x, c, generator))
 
 @PERTURBATION_FNS.register('speckle_noise')
-def _p_speckle_noise(x, difficulty, generator):
+def _p_speckle_noise(x, difficulty, generator, size=None):
     c = [.05, .10, .15][difficulty - 1]
     return _noise_frames(x, lambda: x + x * c * _rand(x.shape, x, generator, torch.randn))
 
 @PERTURBATION_FNS.register('motion_blur')
-def _p_motion_blur(x, difficulty, generator):
+def _p_motion_blur(x, difficulty, generator, size=None):
     s = _scale(x)
     return torch.stack([_motion_blur(x, 10 * s, 3 * s, [4. * (i - 30)] * len(x)) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('zoom_blur')
-def _p_zoom_blur(x, difficulty, generator):
+def _p_zoom_blur(x, difficulty, generator, size=None):
     acc, frames = x.clone(), [x]
     for i in range(1, 31):
         acc += _affine(x, scale=1 + .004 * i); frames.append(acc / (i + 1))
     return torch.stack(frames, 1)
 
 @PERTURBATION_FNS.register('snow')
-def _p_snow(x, difficulty, generator):
+def _p_snow(x, difficulty, generator, size=None):
     B, C, H, W = x.shape; s = _scale(x)
     layer = .05 + .3 * _rand((B, 1, H, W), x, generator, torch.randn)
     layer = _clipped_zoom(layer, max(3 * s, 1.))
@@ -504,24 +504,24 @@ def _shift_value(x, c):
     return torch.where(v > 0, x * v2 / v.clamp_min(1e-12), v2.expand_as(x))
 
 @PERTURBATION_FNS.register('brightness')
-def _p_brightness(x, difficulty, generator):
+def _p_brightness(x, difficulty, generator, size=None):
     return torch.stack([_shift_value(x, (i - 15) * 2 / 100) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('translate')
-def _p_translate(x, difficulty, generator):
-    s = _scale(x)
+def _p_translate(x, difficulty, generator, size=None):
+    s = (size or min(x.shape[-2:])) / 224     # pixel offsets of the final (cropped) image, as ImageNet-P's
     return torch.stack([_affine(x, translate=((i - 20) * s, 0.)) for i in range(41)], 1)
 
 @PERTURBATION_FNS.register('rotate')
-def _p_rotate(x, difficulty, generator):
+def _p_rotate(x, difficulty, generator, size=None):
     return torch.stack([_affine(x, angle=float(i - 15)) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('scale')
-def _p_scale(x, difficulty, generator):
+def _p_scale(x, difficulty, generator, size=None):
     return torch.stack([_affine(x, scale=(i * 2.5 + 40) / 100) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('shear')
-def _p_shear(x, difficulty, generator):
+def _p_shear(x, difficulty, generator, size=None):
     return torch.stack([_affine(x, shear=float(i - 15)) for i in range(31)], 1)
 
 def _tilt_homography(h, w, deg):
@@ -548,17 +548,17 @@ def _warp_perspective(x, M):
                          align_corners=True).to(x.dtype)
 
 @PERTURBATION_FNS.register('tilt')
-def _p_tilt(x, difficulty, generator):
+def _p_tilt(x, difficulty, generator, size=None):
     H, W = x.shape[-2:]
     return torch.stack([_warp_perspective(x, _tilt_homography(H, W, i - 15)) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('gaussian_blur')
-def _p_gaussian_blur(x, difficulty, generator):
+def _p_gaussian_blur(x, difficulty, generator, size=None):
     s = _scale(x)
     return torch.stack([_blur(x, (.25 + .035 * i) * s, truncate=6.) for i in range(31)], 1)
 
 @PERTURBATION_FNS.register('spatter')
-def _p_spatter(x, difficulty, generator):
+def _p_spatter(x, difficulty, generator, size=None):
     B, C, H, W = x.shape; s = _scale(x)
     liquid = _blur(.65 + .27 * _rand((B, 1, H, W), x, generator, torch.randn).float(), 3.7 * s)
     liquid = torch.where(liquid < .69, torch.zeros_like(liquid), liquid)
@@ -581,7 +581,7 @@ def perturbation_sequence(x, name:str, difficulty:int=1, generator:torch.Generat
     check_images(x)
     if crop is not None and not 0 < crop <= min(x.shape[-2:]):
         raise ValueError(f"crop={crop} must be a positive size no larger than the image {tuple(x.shape[-2:])}")
-    with torch.no_grad(): seq = fn(x, difficulty, generator).clamp(0, 1).to(x.dtype)
+    with torch.no_grad(): seq = fn(x, difficulty, generator, size=crop).clamp(0, 1).to(x.dtype)
     if crop is not None:
         H, W = x.shape[-2:]; t, l = (H - crop) // 2, (W - crop) // 2
         seq = seq[..., t:t + crop, l:l + crop]

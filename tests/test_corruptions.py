@@ -145,3 +145,12 @@ def test_fidelity_in_distribution(name):
         assert abs(r['psnr_ours'] - r['psnr_ref']) < 1.0, r
         assert abs(r['d_std_ours'] - r['d_std_ref']) < .15 * r['d_std_ref'] + .004, r
         assert abs(r['d_mean_ours'] - r['d_mean_ref']) < .1 * r['d_std_ref'] + .004, r
+
+def test_translate_offsets_are_in_crop_pixels():
+    "ImageNet-P translates the 256-px image and centre-crops 224: its offsets are 224-px pixels, whatever the image size."
+    x = torch.rand(1, 3, 256, 256, generator=make_generator(0))
+    s = perturbation_sequence(x, 'translate', crop=224)
+    assert s.shape == (1, 41, 3, 224, 224)
+    # frame 21 is a shift by exactly one pixel (224/224): the crop of x shifted right by 1
+    torch.testing.assert_close(s[:, 21], x[..., 16:240, 15:239], atol=1e-5, rtol=0)
+    torch.testing.assert_close(s[:, 20], x[..., 16:240, 16:240], atol=1e-5, rtol=0)
