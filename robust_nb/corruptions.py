@@ -13,10 +13,10 @@ from .core import check_images, Registry
 
 # %% auto #0
 __all__ = ['CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'CORRUPTION_FNS', 'PERTURBATIONS', 'VAL_PERTURBATIONS', 'NOISE_PERTURBATIONS',
-           'PERTURBATION_FNS', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise', 'defocus_blur',
-           'gaussian_blur', 'motion_blur', 'zoom_blur', 'glass_blur', 'snow', 'fog', 'frost_source', 'frost',
-           'brightness', 'saturate', 'contrast', 'jpeg_compression', 'pixelate', 'elastic_transform', 'spatter',
-           'corrupt', 'perturbation_sequence']
+           'PERTURBATION_FNS', 'GEOMETRIC_PERTURBATIONS', 'gaussian_noise', 'shot_noise', 'impulse_noise',
+           'speckle_noise', 'defocus_blur', 'gaussian_blur', 'motion_blur', 'zoom_blur', 'glass_blur', 'snow', 'fog',
+           'frost_source', 'frost', 'brightness', 'saturate', 'contrast', 'jpeg_compression', 'pixelate',
+           'elastic_transform', 'spatter', 'corrupt', 'perturbation_sequence']
 
 # %% ../nbs/03_corruptions.ipynb #7c0a0277
 CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
@@ -573,16 +573,23 @@ def _p_spatter(x, difficulty, generator, size=None):
         liquid = _conv1d_slices(F.pad(liquid, (0, 0, 2, 1)), drip, 2, H)
     return torch.stack(frames, 1)
 
+GEOMETRIC_PERTURBATIONS = ('zoom_blur', 'translate', 'rotate', 'tilt', 'scale', 'shear')   # warped before the centre crop
+
+def _center_crop(x, crop):
+    H, W = x.shape[-2:]; t, l = (H - crop) // 2, (W - crop) // 2
+    return x[..., t:t + crop, l:l + crop]
+
 def perturbation_sequence(x, name:str, difficulty:int=1, generator:torch.Generator|None=None, crop:int|None=None):
-    "ImageNet-P sequence `[B,T,3,H,W]` (T=31, 41 for translate) of perturbation `name` for a batch `x` [B,3,H,W] in [0,1]."
+    """ImageNet-P sequence `[B,T,3,H,W]` (T=31, 41 for translate) of perturbation `name` for a batch `x` [B,3,H,W] in [0,1].
+    With `crop`, geometric perturbations warp `x` and then keep its centre `crop` × `crop` (ImageNet-P: 256 → 224); the
+    others start from that centre crop."""
     fn = PERTURBATION_FNS[name]
     if isinstance(difficulty, bool) or not isinstance(difficulty, int) or not 1 <= difficulty <= 3:
         raise ValueError(f"difficulty must be 1, 2 or 3 (ImageNet-P's levels), got {difficulty!r}")
     check_images(x)
     if crop is not None and not 0 < crop <= min(x.shape[-2:]):
         raise ValueError(f"crop={crop} must be a positive size no larger than the image {tuple(x.shape[-2:])}")
+    warp_first = crop is not None and name in GEOMETRIC_PERTURBATIONS
+    if crop is not None and not warp_first: x = _center_crop(x, crop)
     with torch.no_grad(): seq = fn(x, difficulty, generator, size=crop).clamp(0, 1).to(x.dtype)
-    if crop is not None:
-        H, W = x.shape[-2:]; t, l = (H - crop) // 2, (W - crop) // 2
-        seq = seq[..., t:t + crop, l:l + crop]
-    return seq
+    return _center_crop(seq, crop) if warp_first else seq

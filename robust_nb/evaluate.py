@@ -264,14 +264,6 @@ def evaluate(model:nn.Module, suite, batch_size:int=256, device=None, cache:bool
                    pd.DataFrame(rows, columns=SHIFT_COLUMNS), norm.to_dict() if norm is not None else None, info)
 
 # %% ../nbs/09_evaluate.ipynb #9fcea979
-_GEOMETRIC = ('zoom_blur', 'translate', 'rotate', 'tilt', 'scale', 'shear')   # warped before ImageNet-P's centre crop
-
-def _center_crop(x, crop):
-    H, W = x.shape[-2:]
-    if not 0 < crop <= min(H, W): raise ValueError(f"crop={crop} must be a positive size no larger than the images {(H, W)}")
-    t, l = (H - crop) // 2, (W - crop) // 2
-    return x[..., t:t + crop, l:l + crop]
-
 @torch.no_grad()
 def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]|None=None, difficulty:int=1,
                            batch_size:int=32, device=None, seed:int=0, cache:bool=True, progress:bool=True,
@@ -280,7 +272,7 @@ def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]
     from robust_nb import corruptions as C
     perturbations = list(perturbations or C.PERTURBATIONS)
     noise_set = set(getattr(C, 'NOISE_PERTURBATIONS', ()))
-    if crop is None and any(p in _GEOMETRIC for p in perturbations):
+    if crop is None and any(p in C.GEOMETRIC_PERTURBATIONS for p in perturbations):
         warnings.warn("geometric perturbations without crop= are warped at the dataset's image size, so their uncovered "
                       "borders are zero-filled and inflate flip rates; ImageNet-P warps the 256-px image and centre-crops "
                       "224: pass a dataset of larger images and crop=", stacklevel=3)
@@ -296,10 +288,7 @@ def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]
             n = fr = t5 = 0.
             for b, (x, _) in enumerate(_batches(dataset, batch_size)):
                 g = make_generator(_batch_seed(seed, f"P/{p}", b), dev)
-                x, d = x.to(dev).float(), difficulty if noise else 1
-                if crop is None: seq = C.perturbation_sequence(x, p, d, generator=g)
-                elif p in _GEOMETRIC: seq = C.perturbation_sequence(x, p, d, generator=g, crop=crop)
-                else: seq = C.perturbation_sequence(_center_crop(x, crop), p, d, generator=g)
+                seq = C.perturbation_sequence(x.to(dev).float(), p, difficulty if noise else 1, generator=g, crop=crop)
                 B, T = seq.shape[:2]
                 logits = model(seq.flatten(0, 1)).float().view(B, T, -1)
                 fr += B * M.flip_rate(logits, noise=noise, difficulty=difficulty)

@@ -154,3 +154,12 @@ def test_translate_offsets_are_in_crop_pixels():
     # frame 21 is a shift by exactly one pixel (224/224): the crop of x shifted right by 1
     torch.testing.assert_close(s[:, 21], x[..., 16:240, 15:239], atol=1e-5, rtol=0)
     torch.testing.assert_close(s[:, 20], x[..., 16:240, 16:240], atol=1e-5, rtol=0)
+
+def test_crop_order_geometric_vs_photometric():
+    "With crop=, photometric perturbations start from the centre crop; geometric ones warp the full image, then crop."
+    x = torch.rand(1, 3, 40, 40, generator=make_generator(1))
+    c = x[..., 6:34, 6:34]
+    torch.testing.assert_close(perturbation_sequence(x, 'brightness', crop=28), perturbation_sequence(c, 'brightness'))
+    r = perturbation_sequence(x, 'rotate', crop=28)
+    assert r.shape[-2:] == (28, 28) and r.min() > 0                   # corners come from the full image, not zero fill
+    assert not torch.allclose(r, perturbation_sequence(c, 'rotate'))

@@ -262,7 +262,8 @@ def test_cli_embedded(monkeypatch, tmp_path):
 def test_evaluate_perturbations(monkeypatch):
     mod = fake_corruptions(monkeypatch)
     mod.PERTURBATIONS = ('gaussian_noise', 'translate'); mod.NOISE_PERTURBATIONS = ('gaussian_noise',)
-    def perturbation_sequence(x, name, difficulty=1, generator=None):
+    mod.GEOMETRIC_PERTURBATIONS = ('translate',)
+    def perturbation_sequence(x, name, difficulty=1, generator=None, crop=None):
         frames = []
         for t in range(5):   # the label pixel moves on every second frame: predictions y, y, y+1, y+1, y+2
             f = x.clone(); f[:, 0, 0, 0] = ((f[:, 0, 0, 0] * 10).round() + t // 2) / 10; frames.append(f)
