@@ -392,8 +392,7 @@ def image_folder(root, classes=None, size:int=224):
     """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
     label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
     is resized (shorter side) and center-cropped to `size`."""
-    from torchvision.datasets.folder import make_dataset, IMG_EXTENSIONS
-    from robust_nb.data import LabelledImages, imagenet_transform
+    from robust_nb.data import LabelledImages, imagenet_transform, scan_classes
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder; an ImageFolder root holds one sub-folder per class")
     folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
@@ -403,7 +402,8 @@ def image_folder(root, classes=None, size:int=224):
     if len(set(classes)) != len(classes): raise ValueError(f"classes names a folder twice: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
     missing = [c for c in classes if c not in folders]
     if missing: raise FileNotFoundError(f"class folders {missing[:5]} are not in {root}")
-    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+    index = {c: i for i, c in enumerate(classes)}
+    samples = scan_classes(root, lambda d: index.get(d.name), 'ImageFolder', 'one sub-folder of images per class')
     samples.sort(key=lambda s: s[1])      # class order; file order within a class (stable sort)
     return LabelledImages(samples, imagenet_transform(size, size)), classes
 
