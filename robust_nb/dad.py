@@ -15,8 +15,7 @@ from .vqgan import VQDiscretiser
 # %% auto #0
 __all__ = ['MATERIALISE_BYTES', 'METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk',
            'generate_dad', 'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss',
-           'dat_example', 'dat_loss', 'DADPairs', 'method_loss', 'image_folder', 'generate_main', 'distil',
-           'foundation_teacher']
+           'dat_example', 'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'foundation_teacher']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -388,25 +387,6 @@ def _read_classes(spec):
     rows = [l.split(None, 1) for l in p.read_text().splitlines() if l.strip()] if p.is_file() else [[c.strip()] for c in str(spec).split(',') if c.strip()]
     return [r[0] for r in rows], [r[1].strip() if len(r) > 1 else r[0] for r in rows]
 
-def image_folder(root, classes=None, size:int=224):
-    """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
-    label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
-    is resized (shorter side) and center-cropped to `size`."""
-    from robust_nb.data import LabelledImages, imagenet_transform, scan_classes
-    root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder; an ImageFolder root holds one sub-folder per class")
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
-    if classes is None: classes = sorted(folders, key=int) if folders and all(f.isdigit() for f in folders) else folders
-    classes = list(classes)
-    if not classes: raise ValueError(f"{root} has no class sub-folders; an ImageFolder root holds one sub-folder per class")
-    if len(set(classes)) != len(classes): raise ValueError(f"classes names a folder twice: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
-    missing = [c for c in classes if c not in folders]
-    if missing: raise FileNotFoundError(f"class folders {missing[:5]} are not in {root}")
-    index = {c: i for i, c in enumerate(classes)}
-    samples = scan_classes(root, lambda d: index.get(d.name), 'ImageFolder', 'one sub-folder of images per class')
-    samples.sort(key=lambda s: s[1])      # class order; file order within a class (stable sort)
-    return LabelledImages(samples, imagenet_transform(size, size)), classes
-
 def _load_data(spec, n=None, size=None, seed=0, classes=None):
     "`--data` as (tensors `(x, y)` or a Dataset of `(image, label)`, class folders, readable class names)."
     if spec == 'embedded':
@@ -414,6 +394,7 @@ def _load_data(spec, n=None, size=None, seed=0, classes=None):
         ds = SyntheticDataset('photo', n or 1000, size=size or 16, seed=seed, split='train', cache=True)
         x, y = ds.tensors(); return (x, y), list(CLASSES), list(CLASSES)
     if Path(spec).is_dir():
+        from robust_nb.data import image_folder
         folders, names = _read_classes(classes)
         ds, folders = image_folder(spec, folders, size or 224)
         if n is not None: ds = torch.utils.data.Subset(ds, range(min(n, len(ds))))

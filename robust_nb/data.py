@@ -19,7 +19,8 @@ __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'IMAGENET_C_ORDER', 'OBJECTNET_PROTOCO
            'imagenet_r_wnids', 'imagenet_a_wnids', 'class_mask', 'imagenet_transform', 'exact_transform',
            'LabelledImages', 'scan_classes', 'imagenet_val', 'imagenet_sketch', 'imagenet_v2', 'imagenet_r',
            'imagenet_a', 'imagenet_c', 'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits',
-           'objectnet', 'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite']
+           'objectnet', 'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite',
+           'image_folder']
 
 # %% ../nbs/02_data.ipynb #308edeb6
 KINDS = ('clean', 'natural', 'corruption')
@@ -478,3 +479,23 @@ def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop
     if 'objectnet' in p: shifts.append(objectnet(p['objectnet'], objectnet_protocol, **kw))
     if 'c' in p: shifts += imagenet_c_shifts(p['c'], corruptions, severities, c_size, strict)
     return Suite('imagenet', 1000, imagenet_class_names(), shifts)
+
+# %% ../nbs/02_data.ipynb #e2b61afb
+def image_folder(root, classes=None, size:int=224, transform=None) -> tuple[LabelledImages, list[str]]:
+    """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
+    label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
+    is resized (shorter side) and center-cropped to `size`, or passed through `transform` (e.g. training augmentations)."""
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder; an ImageFolder root holds one sub-folder per class")
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if classes is None: classes = sorted(folders, key=int) if folders and all(f.isdigit() for f in folders) else folders
+    classes = list(classes)
+    if not classes: raise ValueError(f"{root} has no class sub-folders; an ImageFolder root holds one sub-folder per class")
+    if len(set(classes)) != len(classes): raise ValueError(f"classes names a folder twice: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
+    missing = [c for c in classes if c not in folders]
+    if missing: raise FileNotFoundError(f"class folders {missing[:5]} are not in {root}")
+    index = {c: i for i, c in enumerate(classes)}
+    samples = scan_classes(root, lambda d: index.get(d.name), 'ImageFolder', 'one sub-folder of images per class')
+    samples.sort(key=lambda s: s[1])      # class order; file order within a class (stable sort)
+    return LabelledImages(samples, transform or imagenet_transform(size, size)), classes
+

@@ -169,11 +169,12 @@ def _parser():
     return p
 
 def _folder_data(root, size):
+    "An ImageFolder tree with training augmentations (random resized crop + flip); labels by `data.image_folder`'s class order."
     import torchvision.transforms as T
-    from torchvision.datasets import ImageFolder
+    from robust_nb.data import image_folder
     if not Path(root).is_dir(): raise FileNotFoundError(f"--data {root} is not a folder; pass 'embedded' or an ImageFolder root (class sub-folders)")
-    ds = ImageFolder(root, T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()]))
-    return ds, len(ds.classes), ds.classes
+    ds, classes = image_folder(root, transform=T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()]))
+    return ds, len(classes), classes
 
 def main(argv=None):
     "Entry point of `robust_nb_teacher`."

@@ -424,7 +424,7 @@ def make_folder(root, C=12):
 
 def test_image_folder_explicit_integer_labels(tmp_path):
     pytest.importorskip('torchvision')
-    from robust_nb.dad import image_folder
+    from robust_nb.data import image_folder
     make_folder(tmp_path)
     ds, classes = image_folder(tmp_path, size=16)
     assert classes == [str(c) for c in range(12)]                    # by value: '10', '11' after '9', not after '1'
