@@ -480,7 +480,7 @@ def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop
     if 'c' in p: shifts += imagenet_c_shifts(p['c'], corruptions, severities, c_size, strict)
     return Suite('imagenet', 1000, imagenet_class_names(), shifts)
 
-# %% ../nbs/02_data.ipynb #e2b61afb
+# %% ../nbs/02_data.ipynb #822a616d
 def image_folder(root, classes=None, size:int=224, transform=None) -> tuple[LabelledImages, list[str]]:
     """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
     label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
