@@ -51,12 +51,21 @@ class Registry(dict):
     def __repr__(self): return f"Registry({self.kind}: {', '.join(self)})"
 
 # %% ../nbs/00_core.ipynb #9a6a42c5
+def _umask() -> int:
+    "The process umask, read without changing it where Linux allows (`os.umask` sets it, racing other threads)."
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open('/proc/self/status') as f: return int(next(l for l in f if l.startswith('Umask:')).split()[1], 8)
+    old = os.umask(0o22); os.umask(old); return old
+
 def atomic_write_bytes(path, data:bytes):
-    "Write `data` to `path` atomically (temp file in the same folder + fsync + rename)."
+    """Write `data` to `path` atomically (temp file in the same folder + fsync + rename), with the permissions of a
+    plain `open(path, 'w')`: 0o666 less the umask (`mkstemp` alone would leave 0o600)."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        with os.fdopen(fd, 'wb') as f:
+            if hasattr(os, 'fchmod'): os.fchmod(f.fileno(), 0o666 & ~_umask())
+            f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -88,8 +97,11 @@ def make_generator(seed:int|None, device='cpu') -> torch.Generator|None:
     g = torch.Generator(device=device); g.manual_seed(int(seed)); return g
 
 def cache_dir(*parts) -> Path:
-    "robust_nb's artifact cache: `$ROBUST_NB_CACHE` or `~/.cache/robust_nb`, joined with `parts` and created."
-    p = Path(os.environ.get('ROBUST_NB_CACHE', Path.home()/'.cache'/'robust_nb')).joinpath(*map(str, parts))
+    """robust_nb's artifact cache, joined with `parts` and created: `$ROBUST_NB_CACHE`, else `$XDG_CACHE_HOME/robust_nb`
+    (an absolute path, as the XDG spec requires), else `~/.cache/robust_nb`."""
+    xdg = os.environ.get('XDG_CACHE_HOME', '')
+    root = os.environ.get('ROBUST_NB_CACHE') or (Path(xdg)/'robust_nb' if os.path.isabs(xdg) else Path.home()/'.cache'/'robust_nb')
+    p = Path(root).expanduser().joinpath(*map(str, parts))
     p.mkdir(parents=True, exist_ok=True); return p
 
 def in_test() -> bool:

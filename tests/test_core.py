@@ -40,3 +40,31 @@ def test_generator_reproducible_and_cache_dir_env(tmp_path, monkeypatch):
     assert torch.equal(torch.rand(4, generator=make_generator(3)), torch.rand(4, generator=make_generator(3)))
     monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
     assert cache_dir('a', 'b') == tmp_path / 'a' / 'b' and (tmp_path / 'a' / 'b').is_dir()
+
+def test_atomic_writes_get_the_umask_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        for write in (lambda p: atomic_save({'w': torch.ones(1)}, p), lambda p: atomic_write_json({'a': 1}, p)):
+            p = write(tmp_path / f'f{id(write)}')
+            assert p.stat().st_mode & 0o777 == 0o644          # what open(p, 'w') gives under umask 022
+        os.umask(0o077)
+        assert atomic_write_json({}, tmp_path / 'private.json').stat().st_mode & 0o777 == 0o600
+        os.umask(0o002)
+        p = atomic_write_json({}, tmp_path / 'private.json')  # overwriting takes the new file's mode
+        assert p.stat().st_mode & 0o777 == 0o664
+        assert os.umask(0o002) == 0o002                       # reading the umask left it unchanged
+    finally: os.umask(old)
+
+def test_cache_dir_falls_back_to_xdg_then_home(tmp_path, monkeypatch):
+    monkeypatch.delenv('ROBUST_NB_CACHE', raising=False)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    assert cache_dir('m') == tmp_path / 'xdg' / 'robust_nb' / 'm'
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path / 'mine'))            # ROBUST_NB_CACHE wins
+    assert cache_dir() == tmp_path / 'mine'
+    monkeypatch.delenv('ROBUST_NB_CACHE')
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    for xdg in ('', 'relative/path'):                                          # unset or not absolute: ignored (XDG spec)
+        monkeypatch.setenv('XDG_CACHE_HOME', xdg)
+        assert cache_dir() == tmp_path / 'home' / '.cache' / 'robust_nb'
+    monkeypatch.delenv('XDG_CACHE_HOME')
+    assert cache_dir() == tmp_path / 'home' / '.cache' / 'robust_nb'
