@@ -4,19 +4,28 @@
 
 # %% ../nbs/00_core.ipynb #3f5fb401
 from __future__ import annotations
-import os, io, json, tempfile, contextlib
+import os, io, json, math, tempfile, contextlib
 from pathlib import Path
 from typing import Callable, Any
 import torch
+import safetensors, safetensors.torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['check_images', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json', 'safe_load', 'make_generator',
-           'cache_dir', 'in_test', 'progress']
+__all__ = ['check_images', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json', 'load_safetensors',
+           'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress']
 
 # %% ../nbs/00_core.ipynb #827e04a6
+def _raise_non_finite(x, name):
+    bad = ~torch.isfinite(x); n_nan = int(torch.isnan(x).sum()); n_inf = int(bad.sum()) - n_nan
+    imgs = bad.flatten(1).any(1).nonzero().flatten().tolist()
+    where = ', '.join(map(str, imgs[:5])) + (f" and {len(imgs) - 5} more" if len(imgs) > 5 else "")
+    raise ValueError(f"{name} has {n_nan + n_inf} non-finite values ({n_nan} NaN, {n_inf} Inf) out of {x.numel()}, in images [{where}]; "
+                     "images must be finite in [0,1]: fix the step that produced them (a division by zero, a failed decode), "
+                     "or replace them with torch.nan_to_num(x, nan=0., posinf=1., neginf=0.)")
+
 def check_images(x, name:str='x', range_tol:float=1e-3):
-    "Raise a clear error unless `x` is a float tensor `[B,3,H,W]` with values in [0,1]; return `x`."
+    "Raise a clear error unless `x` is a float tensor `[B,3,H,W]` with finite values in [0,1]; return `x`."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor of shape [B,3,H,W], got {type(x).__name__}")
     if x.ndim != 4:
         fix = " (add a batch dimension with x[None])" if x.ndim == 3 else ""
@@ -27,6 +36,7 @@ def check_images(x, name:str='x', range_tol:float=1e-3):
     if not x.is_floating_point(): raise TypeError(f"{name} must be a float tensor in [0,1], got {x.dtype} (use x.float()/255)")
     if x.numel():
         lo, hi = x.min().item(), x.max().item()
+        if not (math.isfinite(lo) and math.isfinite(hi)): _raise_non_finite(x, name)
         if lo < -range_tol or hi > 1 + range_tol:
             fix = " (looks like 0-255: divide by 255)" if lo >= 0 and hi > 2 else " (looks normalised: undo the mean/std normalisation; models normalise internally)"
             raise ValueError(f"{name} must have values in [0,1], got [{lo:.3g}, {hi:.3g}]{fix}")
@@ -81,13 +91,35 @@ def atomic_write_json(obj, path):
     "Write `obj` as JSON to `path` atomically."
     return atomic_write_bytes(path, json.dumps(obj, indent=1, default=str).encode())
 
-def safe_load(path, map_location='cpu'):
-    "`torch.load(path, weights_only=True)` with errors that name the file and the fix."
+# %% ../nbs/00_core.ipynb #5afe10ad
+_LOAD_FIX = "it may be truncated (an interrupted copy or download: copy it again) or not a checkpoint at all"
+
+def _check_file(path, what):
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"checkpoint {path} does not exist; check the path or train/generate it first")
+    if not path.exists(): raise FileNotFoundError(f"{what} {path} does not exist; check the path or train/generate it first")
+    if path.is_dir(): raise IsADirectoryError(f"{what} {path} is a folder; pass the file inside it")
+    return path
+
+def load_safetensors(path, device='cpu') -> dict:
+    "All tensors of the safetensors file `path` on `device`; errors name the file and the fix."
+    path = _check_file(path, 'safetensors file')
+    try: return safetensors.torch.load_file(str(path), device=device)
+    except Exception as e: raise RuntimeError(f"could not read safetensors file {path} ({type(e).__name__}: {e}); {_LOAD_FIX}") from e
+
+def open_safetensors(path):
+    "`safetensors.safe_open(path, 'pt')` (lazy tensor + metadata access) with errors that name the file and the fix."
+    path = _check_file(path, 'safetensors file')
+    try: return safetensors.safe_open(str(path), 'pt')
+    except Exception as e: raise RuntimeError(f"could not read safetensors file {path} ({type(e).__name__}: {e}); {_LOAD_FIX}") from e
+
+def safe_load(path, map_location='cpu'):
+    """Load a checkpoint without running pickled code: `.safetensors` files with safetensors, others with
+    `torch.load(weights_only=True)`. Errors name the file and the fix."""
+    path = _check_file(path, 'checkpoint')
+    if path.suffix == '.safetensors': return load_safetensors(path, device=str(map_location) if isinstance(map_location, (str, torch.device)) else 'cpu')
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"could not load checkpoint {path} safely ({type(e).__name__}: {e}); it may be truncated, "
+        raise RuntimeError(f"could not load checkpoint {path} safely ({type(e).__name__}: {e}); {_LOAD_FIX}, "
                            "or pickled with arbitrary objects: re-save it as a plain state_dict") from e
 
 # %% ../nbs/00_core.ipynb #79a63e74

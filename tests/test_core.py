@@ -68,3 +68,24 @@ def test_cache_dir_falls_back_to_xdg_then_home(tmp_path, monkeypatch):
         assert cache_dir() == tmp_path / 'home' / '.cache' / 'robust_nb'
     monkeypatch.delenv('XDG_CACHE_HOME')
     assert cache_dir() == tmp_path / 'home' / '.cache' / 'robust_nb'
+
+def test_check_images_rejects_nan_and_inf_with_count_and_images():
+    x = torch.rand(4, 3, 5, 5); x[2, 0, 1, 1] = float('nan'); x[3, 1, 0, 0] = float('-inf'); x[3, 1, 0, 1] = float('inf')
+    with pytest.raises(ValueError, match=r"3 non-finite values \(1 NaN, 2 Inf\) out of 300, in images \[2, 3\].*nan_to_num"):
+        check_images(x, 'batch')
+
+def test_load_errors_name_the_file(tmp_path):
+    import safetensors.torch
+    from robust_nb.core import load_safetensors, open_safetensors
+    safetensors.torch.save_file({'w': torch.ones(100)}, tmp_path / 'w.safetensors')
+    assert torch.equal(safe_load(tmp_path / 'w.safetensors')['w'], torch.ones(100))   # safe_load reads safetensors too
+    data = (tmp_path / 'w.safetensors').read_bytes()
+    (tmp_path / 'cut.safetensors').write_bytes(data[:-10])          # interrupted copy
+    (tmp_path / 'junk.safetensors').write_bytes(b'not safetensors at all')   # safetensors alone says only "header too large"
+    (tmp_path / 'cut.pt').write_bytes(b'PK\x03\x04 truncated')
+    for name in ['cut.safetensors', 'junk.safetensors']:
+        for f in (safe_load, load_safetensors, open_safetensors):
+            with pytest.raises(RuntimeError, match=rf"{name}.*copy it again"): f(tmp_path / name)
+    with pytest.raises(RuntimeError, match=r"cut\.pt.*truncated"): safe_load(tmp_path / 'cut.pt')
+    with pytest.raises(FileNotFoundError, match=r"nope\.safetensors does not exist"): load_safetensors(tmp_path / 'nope.safetensors')
+    with pytest.raises(IsADirectoryError, match="is a folder"): safe_load(tmp_path)

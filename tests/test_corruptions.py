@@ -163,3 +163,21 @@ def test_crop_order_geometric_vs_photometric():
     r = perturbation_sequence(x, 'rotate', crop=28)
     assert r.shape[-2:] == (28, 28) and r.min() > 0                   # corners come from the full image, not zero fill
     assert not torch.allclose(r, perturbation_sequence(c, 'rotate'))
+
+@pytest.mark.parametrize('name', ['contrast', 'fog', 'shot_noise', 'gaussian_noise'])
+def test_corrupt_rejects_nan_and_inf_at_the_door(name):
+    # before the check: contrast spread one NaN over its image, fog over the batch, shot_noise crashed in torch.poisson
+    x = torch.rand(2, 3, 32, 32); x[1, 0, 3, 3] = float('nan')
+    with pytest.raises(ValueError, match=r"1 non-finite values \(1 NaN, 0 Inf\).*images \[1\]"): corrupt(x, name, 3)
+    x[1, 0, 3, 3] = float('inf')
+    with pytest.raises(ValueError, match=r"\(0 NaN, 1 Inf\)"): corrupt(x, name, 3)
+
+def test_perturbation_sequence_rejects_nan():
+    from robust_nb.corruptions import perturbation_sequence
+    x = torch.rand(1, 3, 32, 32); x[0, 2, 0, 0] = float('nan')
+    with pytest.raises(ValueError, match="non-finite"): perturbation_sequence(x, 'gaussian_noise')
+
+def test_corrupt_names_wrong_shape_range_dtype():
+    for bad, msg in [(torch.rand(3, 32, 32), r"x\[None\]"), (torch.rand(1, 32, 32, 3), "permute"),
+                     ((torch.rand(1, 3, 32, 32) * 255).byte(), "float"), (torch.rand(1, 3, 32, 32) * 255, "divide by 255")]:
+        with pytest.raises((ValueError, TypeError), match=msg): corrupt(bad, 'contrast', 1)
