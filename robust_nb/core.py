@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3f5fb401
 from __future__ import annotations
-import os, io, json, math, tempfile, contextlib
+import os, io, json, math, hashlib, tempfile, contextlib
 from pathlib import Path
 from typing import Callable, Any
 import torch
@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['check_images', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json', 'load_safetensors',
-           'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress']
+           'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress', 'config_key',
+           'cached']
 
 # %% ../nbs/00_core.ipynb #827e04a6
 def _raise_non_finite(x, name):
@@ -145,3 +146,24 @@ def progress(it=None, **kwargs):
     kwargs.setdefault('disable', bool(os.environ.get('ROBUST_NB_NO_PROGRESS')) or None)
     kwargs.setdefault('dynamic_ncols', True)
     return tqdm(it, **kwargs)
+
+# %% ../nbs/00_core.ipynb #h3core02
+def _json_default(o):
+    if isinstance(o, Path): return str(o)
+    if isinstance(o, (set, frozenset)): return sorted(o)
+    if hasattr(o, 'item') and getattr(o, 'ndim', None) == 0: return o.item()          # numpy/torch scalars
+    raise TypeError(f"config values must be JSON data (numbers, strings, lists, dicts), got {type(o).__name__}: {o!r}")
+
+def config_key(cfg:dict, version:int=1, n:int=16) -> str:
+    "Hex key (`n` digits) of the *whole* `cfg` (sorted JSON, nested dicts included) and a format `version`."
+    s = json.dumps({'config': cfg, 'version': version}, sort_keys=True, default=_json_default)
+    return hashlib.sha256(s.encode()).hexdigest()[:n]
+
+def cached(kind:str, cfg:dict, build:Callable, save:Callable, load:Callable, file:str='artifact', version:int=1):
+    """The artifact of `kind` made with `cfg`: `load(path)` it from `cache_dir(kind, config_key(cfg, version))/file`, or
+    `build(folder)` it, `save(obj, path)` it and record `cfg` beside it as `config.json`."""
+    folder = cache_dir(kind, config_key(cfg, version)); path = folder/file
+    if path.exists(): return load(path)
+    obj = build(folder)
+    save(obj, path); atomic_write_json({'config': cfg, 'version': version}, folder/'config.json')
+    return obj
