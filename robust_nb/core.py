@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3f5fb401
 from __future__ import annotations
-import os, io, json, math, hashlib, tempfile, contextlib
+import os, io, json, math, hashlib, importlib, tempfile, contextlib
 from pathlib import Path
 from typing import Callable, Any
 import torch
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['check_images', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json', 'load_safetensors',
            'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress', 'config_key',
-           'cached']
+           'cached', 'OutputLocked', 'check_output', 'output_lock', 'die_with_parent']
 
 # %% ../nbs/00_core.ipynb #827e04a6
 def _raise_non_finite(x, name):
@@ -46,7 +46,11 @@ def check_images(x, name:str='x', range_tol:float=1e-3):
 # %% ../nbs/00_core.ipynb #2f6a8b4d
 class Registry(dict):
     "A name -> object map whose lookups fail with the list of valid names."
-    def __init__(self, kind:str): super().__init__(); self.kind = kind
+    def __init__(self, kind:str): super().__init__(); self.kind, self.deferred = kind, {}
+    def defer(self, name:str, module:str):
+        "Let `module` register `name` itself: it is imported on the first lookup of `name` (for entries from a higher layer)."
+        self.deferred[name] = module
+    def names(self) -> list: return sorted({*self, *self.deferred})
     def register(self, name:str|None=None):
         "Decorator registering `f` under `name` (default: `f.__name__`)."
         def _inner(f):
@@ -56,8 +60,9 @@ class Registry(dict):
             return f
         return _inner
     def __getitem__(self, name):
+        if name not in self and name in self.deferred: importlib.import_module(self.deferred[name])
         if name not in self:
-            raise KeyError(f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self))}")
+            raise KeyError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}")
         return super().__getitem__(name)
     def __repr__(self): return f"Registry({self.kind}: {', '.join(self)})"
 
@@ -167,3 +172,57 @@ def cached(kind:str, cfg:dict, build:Callable, save:Callable, load:Callable, fil
     obj = build(folder)
     save(obj, path); atomic_write_json({'config': cfg, 'version': version}, folder/'config.json')
     return obj
+
+# %% ../nbs/00_core.ipynb #h2core02
+import errno, shutil, socket, sys, time
+import filelock
+
+# %% ../nbs/00_core.ipynb #h2core03
+class OutputLocked(BlockingIOError):
+    "Another process is writing to this output folder (see `output_lock`)."
+
+def check_output(path, min_free_gb:float=1., is_file:bool=False) -> Path:
+    "Create output folder `path` (or file `path`'s folder); fail now if it is not writable or has under `min_free_gb` GiB free."
+    d = Path(path).parent if is_file else Path(path)
+    if d.exists() and not d.is_dir(): raise NotADirectoryError(f"output {d} exists and is not a folder; pass a folder path")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix='.robust_nb-write-test-'); os.close(fd); os.unlink(tmp)
+    except OSError as e:
+        raise PermissionError(f"cannot write to output folder {d} ({e.strerror or e}); pass a writable location") from None
+    free = shutil.disk_usage(d).free / 2**30
+    if free < min_free_gb:
+        raise OSError(errno.ENOSPC, f"only {free:.2f} GiB free in {d}, {min_free_gb:g} GiB needed; free some space, "
+                                    "pass another output folder, or lower the threshold (--min-free-gb)")
+    return d
+
+def _lock_paths(path, is_file):
+    p = Path(path)
+    lock = p.parent/f'.{p.name}.lock' if is_file else p/'.robust_nb.lock'
+    return lock, lock.with_name(lock.name + '.holder')
+
+@contextlib.contextmanager
+def output_lock(path, tool:str='robust_nb', is_file:bool=False):
+    "Hold the one-writer lock of output folder `path` (or of output file `path`) inside the `with` block."
+    lock, holder = _lock_paths(path, is_file)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lk = filelock.FileLock(lock)
+    try: lk.acquire(timeout=0)
+    except filelock.Timeout:
+        try: h = json.loads(holder.read_text()); who = f"{h['tool']}, pid {h['pid']} on {h['host']}, since {h['since']}"
+        except (OSError, ValueError, KeyError): who = "holder unknown"
+        raise OutputLocked(f"{path} is being written by another run ({who}); wait for it to finish, stop it, "
+                           "or pass another output folder") from None
+    try:
+        holder.write_text(json.dumps(dict(tool=tool, pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S'))))
+        yield Path(path)
+    finally:
+        with contextlib.suppress(OSError): holder.unlink()
+        lk.release()
+
+def die_with_parent(parent_pid:int|None=None):
+    "Process-pool `initializer`: on Linux the kernel kills this worker when its parent dies, so no orphan keeps writing."
+    if not sys.platform.startswith('linux'): return
+    import ctypes, signal
+    with contextlib.suppress(OSError, AttributeError): ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    if parent_pid is not None and os.getppid() != parent_pid: os._exit(1)      # the parent died before prctl took effect
