@@ -15,7 +15,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from robust_nb.models import embedded_student, timm_classifier
 from robust_nb.models import split_model
-from robust_nb.multihead import distill, tuning_set, Selected, MultiHead, multihead_loss
+from robust_nb.multihead import distill, tuning_set, Selected, MultiHead
+from robust_nb.losses import multihead_loss
 
 
 def small_teacher(n):

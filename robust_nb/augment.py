@@ -12,7 +12,7 @@ from .core import check_images, Registry, make_generator
 
 # %% auto #0
 __all__ = ['AUGMIX_OPS', 'AUGMENTATIONS', 'sample_gamma', 'sample_dirichlet', 'sample_beta', 'apply_lut', 'autocontrast',
-           'equalize', 'posterize', 'solarize', 'affine', 'apply_ops', 'augmix', 'jsd_loss', 'noise2net', 'Noise2Net',
+           'equalize', 'posterize', 'solarize', 'affine', 'apply_ops', 'augmix', 'noise2net', 'Noise2Net',
            'deepaugment', 'sample_ifs', 'fractals', 'pixmix', 'mixup_cutmix']
 
 # %% ../nbs/06_augment.ipynb #d55a83e5
@@ -180,13 +180,6 @@ def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generat
     mix = torch.einsum('bk,kbchw->bchw', ws.to(x.dtype), chains.view(width, *x.shape))
     m = m.view(b, 1, 1, 1)
     return ((1 - m) * x + m * mix).clamp(0, 1)
-
-# %% ../nbs/06_augment.ipynb #47f70c9b
-def jsd_loss(logits_clean, logits_aug1, logits_aug2):
-    "AugMix's Jensen–Shannon consistency term (eq. 1) between the predictions on clean and two AugMix views."
-    ps = [F.softmax(l.float(), dim=1) for l in (logits_clean, logits_aug1, logits_aug2)]
-    log_m = torch.clamp((ps[0] + ps[1] + ps[2]) / 3., 1e-7, 1).log()
-    return sum(F.kl_div(log_m, p, reduction='batchmean') for p in ps) / 3.
 
 # %% ../nbs/06_augment.ipynb #6a9c1317
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

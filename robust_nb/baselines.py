@@ -11,6 +11,7 @@ from .core import check_images, progress
 from .models import StagedModel, ViTStem, CLIPStem, clip_classifier, split_model
 from .multihead import TuningSet
 from .engine import fit
+from .losses import ce
 
 # %% auto #0
 __all__ = ['ALPHAS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt', 'Prompts', 'vpt_model', 'vpt', 'wise_ft',
@@ -59,17 +60,16 @@ def _prefix_features(model:StagedModel, x, cut:int, batch_size:int=256):
         out.append(z.cpu())
     return torch.cat(out)
 
-def _ce(m, b): return F.cross_entropy(m(b[0]), b[1])
-
 def _train(m:StagedModel, data, cut:int, cache:bool, epochs:int=10, max_steps=None, batch_size:int=256, lr:float=1e-3,
            seed:int=0, **fit_kw) -> Tuned:
     "Cross-entropy training of the parameters of `m` that require grad; stages before `cut` are frozen (and cached if `cache`)."
     x, y = _xy(data); check_images(x[:1])
     n_tuned = sum(p.numel() for p in m.parameters() if p.requires_grad)
     t0 = time.perf_counter()
+    loss = lambda model, b: ce(model(b[0]), b[1])
     kw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
-    if cache and cut > 0: res = fit(_Tail(m.stages[cut:]), _ce, (_prefix_features(m, x, cut, batch_size), y), **kw)
-    else: res = fit(_Frozen(m, cut), _ce, (x, y), **kw)
+    if cache and cut > 0: res = fit(_Tail(m.stages[cut:]), loss, (_prefix_features(m, x, cut, batch_size), y), **kw)
+    else: res = fit(_Frozen(m, cut), loss, (x, y), **kw)
     n_seen = min(len(x) * epochs, (max_steps or 10**18) * batch_size)
     return Tuned(m.eval(), n_tuned, time.perf_counter() - t0, n_seen, res.history)
 

@@ -14,12 +14,12 @@ from .core import check_images, make_generator, cache_dir, progress, atomic_save
 from .models import StagedModel, Split, split_model, HeadStage
 from .engine import fit
 from .metrics import f_correct
+from .losses import multihead_loss, VARIANTS, SINGLE_HEAD
 
 # %% auto #0
-__all__ = ['HEADS', 'VARIANTS', 'SINGLE_HEAD', 'RULES', 'EMBEDDED_STUDENT', 'set_dropout', 'MultiHead', 'kd_loss',
-           'multihead_loss', 'mc_logits', 'head_scores', 'select_head', 'predict', 'Selected', 'head_report',
-           'TuningSet', 'tuning_set', 'cache_features', 'DistillResult', 'distill', 'pretrained_embedded_student',
-           'main']
+__all__ = ['HEADS', 'RULES', 'EMBEDDED_STUDENT', 'set_dropout', 'MultiHead', 'mc_logits', 'head_scores', 'select_head', 'predict',
+           'Selected', 'head_report', 'TuningSet', 'tuning_set', 'cache_features', 'DistillResult', 'distill',
+           'pretrained_embedded_student', 'main']
 
 # %% ../nbs/11_multihead.ipynb #780c99bc
 HEADS = ('clean', 'unclean', 'combined')
@@ -53,25 +53,6 @@ class MultiHead(nn.Module):
         z = self.shared(f)
         return torch.stack([h(z) for h in self.heads])
     def forward(self, x): return self.forward_tuned(self.features(x))
-
-# %% ../nbs/11_multihead.ipynb #974bc5d8
-def kd_loss(s_logits, t_logits, T:float=4.):
-    "Hinton KD per sample: `T² · KL(softmax(t/T) ‖ softmax(s/T))`, shape [B]."
-    return T * T * F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), log_target=True, reduction='none').sum(-1)
-
-VARIANTS = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only')
-SINGLE_HEAD = ('only_kd', 'combined_only')
-
-def multihead_loss(logits, y, is_aug, t_clean, t_aug, T:float=4., variant:str='ours'):
-    "Eq. 3–5 on a batch: `logits` [3,B,C] (clean, unclean, combined), `is_aug` [B] bool (β = 1 − is_aug), teacher logits [B,C]."
-    if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    is_aug = is_aug.bool()
-    t = t_aug if variant in ('single_teacher', 'only_kd') else torch.where(is_aug[:, None], t_aug, t_clean)
-    own = torch.where(is_aug[:, None], logits[1], logits[0])     # clean head for β=1, unclean head for β=0
-    heads = [logits[2]] if variant in SINGLE_HEAD else [own, logits[2]]
-    kd = variant != 'wo_kd'
-    terms = [F.cross_entropy(h, y, reduction='none') + (kd_loss(h, t, T) if kd else 0.) for h in heads]
-    return sum(terms).mean()
 
 # %% ../nbs/11_multihead.ipynb #bbd66651
 def _mc_split(head:nn.Sequential):

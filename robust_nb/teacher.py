@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import Registry, cache_dir, atomic_save, atomic_write_json, safe_load, make_generator, check_images
-from .augment import augmix, jsd_loss, deepaugment, pixmix, fractals
+from .augment import augmix, deepaugment, pixmix, fractals
+from .losses import ce, jsd_loss
 
 # %% auto #0
 __all__ = ['RECIPES', 'JSD_WEIGHT', 'EMBEDDED_TEACHER', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank',
@@ -26,16 +27,12 @@ def _xy(batch):
     x, y = (batch['x'], batch['y']) if isinstance(batch, dict) else (batch[0], batch[1])
     return x, y
 
-def _ce(logits, y):
-    "Cross-entropy with hard labels [B] or soft targets [B,C] (Mixup/CutMix)."
-    return F.cross_entropy(logits, y) if y.ndim == 1 else torch.sum(-y * F.log_softmax(logits, -1), -1).mean()
-
 def _jsd_step(model, x, y, view1, view2, weight):
     "CE on the clean view + `weight`·JS over (clean, view1, view2), one forward pass over the three."
     b = x.shape[0]
     lc, l1, l2 = model(torch.cat([x, view1, view2])).split(b)
-    ce, js = F.cross_entropy(lc, y), jsd_loss(lc, l1, l2)
-    return ce + weight * js, {'ce': ce.item(), 'jsd': js.item()}
+    l_ce, js = ce(lc, y), jsd_loss(lc, l1, l2)
+    return l_ce + weight * js, {'ce': l_ce.item(), 'jsd': js.item()}
 
 @RECIPES.register('standard')
 def standard_loss(mixup=None):
@@ -43,7 +40,7 @@ def standard_loss(mixup=None):
     def loss_fn(model, batch):
         x, y = _xy(batch)
         if mixup is not None: x, y = mixup(x, y)
-        loss = _ce(model(x), y)
+        loss = ce(model(x), y)
         return loss, {'ce': loss.item()}
     return loss_fn
 
@@ -84,7 +81,7 @@ def pixmix_loss(k:int=4, beta:float=4., severity:int=3, mixing_pics=None, n_frac
         pics = mixing_pics if mixing_pics is not None else bank(x.shape[-1], x.device)
         x = pixmix(x, pics, k, beta, severity)
         if mixup is not None: x, y = mixup(x, y)
-        loss = _ce(model(x), y)
+        loss = ce(model(x), y)
         return loss, {'ce': loss.item()}
     return loss_fn
 

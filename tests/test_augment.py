@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 from robust_nb.core import make_generator
-from robust_nb.augment import (augmix, jsd_loss, noise2net, deepaugment, Noise2Net, fractals, pixmix, sample_gamma,
+from robust_nb.losses import jsd_loss
+from robust_nb.augment import (augmix, noise2net, deepaugment, Noise2Net, fractals, pixmix, sample_gamma,
                                sample_dirichlet, sample_beta, autocontrast, equalize, posterize, solarize, affine,
                                apply_ops, AUGMENTATIONS, AUGMIX_OPS, mixup_cutmix)
 
