@@ -15,7 +15,7 @@ from .core import atomic_write_bytes, atomic_write_json, progress
 from .data import IMG_EXTS
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'image_seed', 'list_images', 'prepare', 'encode_jpeg', 'corrupt_folder', 'main']
+__all__ = ['SETTINGS_FILE', 'image_seed', 'list_images', 'prepare', 'encode_jpeg', 'verify_images', 'corrupt_folder', 'main']
 
 # %% ../nbs/04_corrupt_dataset.ipynb #926cab28
 def image_seed(seed:int, corruption:str, severity:int, key:str) -> int:
@@ -67,7 +67,9 @@ def _resolve(corruptions, severities, corrupt_fn, valid_names):
 def prepare(path, size:int|None=224, resize:int|None=256, border:int=0) -> torch.Tensor:
     "Load `path` as RGB, crop `border` px per side, Resize(`resize`) + CenterCrop(`size`); float `[1,3,H,W]` in [0,1]."
     from torchvision.transforms import functional as F
-    with Image.open(path) as im: img = im.convert('RGB')
+    try:
+        with Image.open(path) as im: img = im.convert('RGB')
+    except Exception as e: raise OSError(f"could not read image {path} ({type(e).__name__}: {e}); replace or delete it") from e
     if border: w, h = img.size; img = img.crop((border, border, w - border, h - border))
     if resize: img = F.resize(img, resize, interpolation=F.InterpolationMode.BILINEAR)
     if size: img = F.center_crop(img, size)
@@ -108,18 +110,49 @@ def _check_settings(dst, settings):
 
 def _sources_digest(files): return hashlib.sha256('\n'.join(files).encode()).hexdigest()
 
+def _check_dst(src, dst):
+    s, d = Path(src).resolve(), Path(dst).resolve()
+    if d == s or s in d.parents:
+        raise ValueError(f"dst {dst} is {'the source folder' if d == s else 'inside the source folder'} {src}: a rerun would take "
+                         "its own output for source images (contrast/1/contrast/1/...); write to a folder outside the source")
+    if d in s.parents:
+        raise ValueError(f"the source folder {src} is inside dst {dst}: the -C tree would mix with the source images; "
+                         "write to a folder outside the source")
+
+def _read_error(path) -> str|None:
+    "None if `path` decodes (JPEG at 1/8 scale: a full read of the data, a fraction of the decode), else the error."
+    try:
+        with Image.open(path) as im: im.draft('RGB', (64, 64)); im.load(); im.convert('RGB')
+    except Exception as e: return f"{type(e).__name__}: {e}"
+
+def verify_images(src, files:Sequence[str], workers:int|None=None, skip_bad:bool=False) -> tuple[list[str], list[dict]]:
+    """Decode every image `src/<file>` once: `(good files, [{'file', 'error'}...])`. Unreadable images raise an error that
+    names them, unless `skip_bad`."""
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as ex: errs = list(ex.map(_read_error, [Path(src)/f for f in files]))
+    bad = [dict(file=f, error=e) for f, e in zip(files, errs) if e is not None]
+    if bad and not skip_bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{len(bad)} of {len(files)} images cannot be read: " + '; '.join(f"{Path(src)/b['file']} ({b['error']})" for b in bad[:3])
+                         + f"{more}; replace or delete them, or skip them with skip_bad=True (listed in each cell's .complete.json)")
+    return [f for f, e in zip(files, errs) if e is None], bad
+
 def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Sequence[int]=(1,2,3,4,5),
                    size:int|None=224, resize:int|None=256, border:int=0, seed:int=0, quality:int=85,
                    workers:int|None=None, chunk_size:int=8, executor:str='thread', device='cpu',
                    corrupt_fn:Callable|None=None, valid_names:Sequence[str]|None=None, show_progress:bool=True,
-                   recheck:bool=False, classes:Sequence[str]|None=None) -> dict:
-    "Write `dst/<corruption>/<severity>/<class>/<image>.jpg` for every image under `src/<class>/`; resumable, deterministic."
+                   recheck:bool=False, classes:Sequence[str]|None=None, skip_bad:bool=False) -> dict:
+    """Write `dst/<corruption>/<severity>/<class>/<image>.jpg` for every image under `src/<class>/`; resumable, deterministic.
+    Every image is decoded once before any work: an unreadable one is an error naming it, or with `skip_bad` is skipped
+    and listed (`stats['bad']`, and `skipped` in each cell's `.complete.json`)."""
     corruptions, severities, corrupt_fn = _resolve(corruptions, severities, corrupt_fn, valid_names)
     if executor not in ('thread', 'process'): raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
     if executor == 'process' and str(device).startswith('cuda'):
         raise ValueError("CUDA cannot be used from forked worker processes: use executor='thread' with device='cuda'")
     if not 1 <= quality <= 100: raise ValueError(f"JPEG quality must be in 1..100 (ImageNet-C used 85), got {quality}")
-    files = list_images(src, classes); dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
+    _check_dst(src, dst)
+    files, bad = verify_images(src, list_images(src, classes), workers, skip_bad)
+    if not files: raise ValueError(f"none of the {len(bad)} images under {src} can be read (e.g. {Path(src)/bad[0]['file']}: {bad[0]['error']})")
+    dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
     _check_settings(dst, dict(seed=int(seed), size=size, resize=resize, border=border, quality=quality))
     digest, cells = _sources_digest(files), []
     for c in corruptions:
@@ -129,7 +162,7 @@ def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Seq
             for t in (dst/c/str(s)).rglob('.*.tmp'): t.unlink()                            # left by a kill mid-write
             cells.append((c, s))
     done = (len(corruptions)*len(severities) - len(cells))*len(files)
-    stats = dict(written=0, skipped=done, images=len(files), cells=len(corruptions)*len(severities), dst=str(dst))
+    stats = dict(written=0, skipped=done, images=len(files), cells=len(corruptions)*len(severities), dst=str(dst), bad=bad)
     if cells:
         chunks = [files[i:i + chunk_size] for i in range(0, len(files), chunk_size)]
         work = functools.partial(_process, src, dst, cells=cells, seed=seed, size=size, resize=resize, border=border,
@@ -145,7 +178,7 @@ def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Seq
             ex.shutdown(wait=True, cancel_futures=True); raise      # running chunks finish their current files
         finally: bar.close()
         ex.shutdown()
-        for c, s in cells: atomic_write_json(dict(sources=digest, n=len(files), corruption=c, severity=s), dst/c/str(s)/'.complete.json')
+        for c, s in cells: atomic_write_json(dict(sources=digest, n=len(files), corruption=c, severity=s, skipped=bad), dst/c/str(s)/'.complete.json')
     return stats
 
 # %% ../nbs/04_corrupt_dataset.ipynb #f56b4864

@@ -193,3 +193,38 @@ def test_cli_objectnet_c_roundtrip(tmp_path, real_or_standin, capsys):
     assert files(tmp_path/'onc')['fog/2/mug/img0.jpg'] == CD.encode_jpeg(real_or_standin.corrupt(x, 'fog', 2, generator=g), 85)
     s = objectnet_c_suite(tmp_path/'onc', severities=(2,), size=32, strict=False)
     assert s.names == ['fog-2'] and sorted(s['fog-2'].dataset.targets) == sorted(objectnet_classes().index(c) for c in ('mug', 'wok'))
+
+def test_dst_inside_src_refused_before_any_write(tmp_path):
+    src = src_tree(tmp_path/'src', classes=('a',), n=1)
+    kw = {**KW, 'corrupt_fn': standin}
+    with pytest.raises(ValueError, match="is the source folder.*contrast/1/contrast/1"): CD.corrupt_folder(src, src, **kw)
+    with pytest.raises(ValueError, match="inside the source folder"): CD.corrupt_folder(src, src/'a'/'c', **kw)
+    with pytest.raises(ValueError, match="inside the source folder"): CD.corrupt_folder(src, tmp_path/'src'/'..'/'src'/'out', **kw)
+    with pytest.raises(ValueError, match="source folder .* is inside dst"): CD.corrupt_folder(src, tmp_path, **kw)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob('*')) == ['src', 'src/a', 'src/a/img0.png']
+    CD.corrupt_folder(src, tmp_path/'src-c', **kw)                     # a sibling whose name starts like src is fine
+
+def test_unreadable_image_named_before_any_work_or_skipped(tmp_path):
+    src = src_tree(tmp_path/'src', classes=('a', 'b'), n=2)
+    ok = (src/'b'/'img1.png').read_bytes()
+    (src/'b'/'img1.png').write_bytes(ok[:len(ok) // 2])                # truncated copy
+    (src/'a'/'img0.png').write_bytes(b'not an image')                 # not an image at all
+    c = Counting()
+    with pytest.raises(ValueError, match=r"2 of 4 images cannot be read: .*a/img0\.png \(Unidentified.*b/img1\.png \(OSError.*truncated.*skip_bad=True"):
+        CD.corrupt_folder(src, tmp_path/'out', **{**KW, 'corrupt_fn': c})
+    assert c.calls == 0 and not (tmp_path/'out').exists()             # nothing done, nothing created
+    st = CD.corrupt_folder(src, tmp_path/'out', **{**KW, 'corrupt_fn': c}, skip_bad=True)
+    assert [b['file'] for b in st['bad']] == ['a/img0.png', 'b/img1.png'] and st['images'] == 2 and st['written'] == 2*4
+    man = json.loads((tmp_path/'out'/'noise'/'4'/'.complete.json').read_text())
+    assert man['n'] == 2 and [b['file'] for b in man['skipped']] == ['a/img0.png', 'b/img1.png']
+    assert sorted(files(tmp_path/'out')) == sorted(f"{c}/{s}/{f}" for c in NAMES for s in (1, 4) for f in ('a/img1.jpg', 'b/img0.jpg'))
+    (src/'b'/'img1.png').write_bytes(ok)                               # repaired: the rerun corrupts it into every cell
+    st = CD.corrupt_folder(src, tmp_path/'out', **{**KW, 'corrupt_fn': standin}, skip_bad=True)
+    assert st['written'] == 4 and [b['file'] for b in st['bad']] == ['a/img0.png']
+    (tmp_path/'src2'/'a').mkdir(parents=True); (tmp_path/'src2'/'a'/'x.png').write_bytes(b'')
+    with pytest.raises(ValueError, match="none of the 1 images"):
+        CD.corrupt_folder(tmp_path/'src2', tmp_path/'o2', **{**KW, 'corrupt_fn': standin, 'skip_bad': True})
+
+def test_prepare_names_the_file(tmp_path):
+    (tmp_path/'x.jpg').write_bytes(b'\xff\xd8\xff garbage')
+    with pytest.raises(OSError, match=r"could not read image .*x\.jpg.*replace or delete it"): CD.prepare(tmp_path/'x.jpg')
