@@ -12,16 +12,17 @@ import torch.nn.functional as F
 from .core import check_images, Registry
 
 # %% auto #0
-__all__ = ['CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'CORRUPTION_FNS', 'PERTURBATIONS', 'VAL_PERTURBATIONS', 'NOISE_PERTURBATIONS',
-           'PERTURBATION_FNS', 'GEOMETRIC_PERTURBATIONS', 'gaussian_noise', 'shot_noise', 'impulse_noise',
-           'speckle_noise', 'defocus_blur', 'gaussian_blur', 'motion_blur', 'zoom_blur', 'glass_blur', 'snow', 'fog',
-           'frost_source', 'frost', 'brightness', 'saturate', 'contrast', 'jpeg_compression', 'pixelate',
+__all__ = ['CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'SEVERITIES', 'CORRUPTION_FNS', 'PERTURBATIONS', 'VAL_PERTURBATIONS',
+           'NOISE_PERTURBATIONS', 'PERTURBATION_FNS', 'GEOMETRIC_PERTURBATIONS', 'gaussian_noise', 'shot_noise',
+           'impulse_noise', 'speckle_noise', 'defocus_blur', 'gaussian_blur', 'motion_blur', 'zoom_blur', 'glass_blur',
+           'snow', 'fog', 'frost_source', 'frost', 'brightness', 'saturate', 'contrast', 'jpeg_compression', 'pixelate',
            'elastic_transform', 'spatter', 'corrupt', 'perturbation_sequence']
 
 # %% ../nbs/03_corruptions.ipynb #7c0a0277
 CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
                'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
 EXTRA_CORRUPTIONS = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
+SEVERITIES = (1, 2, 3, 4, 5)   # ImageNet-C's severity levels (not AugMix's 1-10 `severity`)
 CORRUPTION_FNS = Registry('corruption')
 
 def _scale(x) -> float:

@@ -7,16 +7,20 @@ from __future__ import annotations
 import csv, hashlib, io, itertools, json, math, os, random, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 import torch.nn as nn
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from .core import Registry, atomic_save, atomic_write_bytes, safe_load, make_generator, in_test, progress as _progress
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'warmup_steps', 'cosine_schedule', 'constant_schedule', 'model_signature', 'read_log',
-           'train_ms_per_img', 'FitResult', 'fit']
+           'FitResult', 'RunState', 'fit', 'seed_everything']
 
 # %% ../nbs/05_engine.ipynb #b06e6210
 OPTIMIZERS = Registry('optimizer')
@@ -51,10 +55,10 @@ def _epoch_perm(n:int, seed:int, epoch:int) -> torch.Tensor:
     return torch.randperm(n, generator=make_generator(hash((int(seed), int(epoch))) & 0x7fffffff_ffffffff))
 
 class _IndexBatches:
-    "Index batches of one epoch, from batch `start`, for process `rank` of `world` (a batch sampler)."
-    def __init__(self, n, batch_size, seed, epoch, start=0, drop_last=False, rank=0, world=1):
-        self.n, self.bs, self.seed, self.epoch, self.start, self.drop_last, self.rank, self.world = \
-            n, batch_size, seed, epoch, start, drop_last, rank, world
+    "Index batches of one epoch, from batch `start`, for process `rank` of `world` (a batch sampler); `keyed`: items as `(batch, index)`."
+    def __init__(self, n, batch_size, seed, epoch, start=0, drop_last=False, rank=0, world=1, keyed=False):
+        self.n, self.bs, self.seed, self.epoch, self.start, self.drop_last, self.rank, self.world, self.keyed = \
+            n, batch_size, seed, epoch, start, drop_last, rank, world, keyed
     def num_batches(self):
         g = self.bs * self.world
         return self.n // g if self.drop_last else math.ceil(self.n / g)
@@ -64,7 +68,25 @@ class _IndexBatches:
         for b in range(self.start, self.num_batches()):
             chunk = perm[b * g:(b + 1) * g]
             if len(chunk) < self.world: chunk = torch.cat([chunk, perm[:self.world - len(chunk)]])  # every rank gets >= 1
-            yield chunk.tensor_split(self.world)[self.rank].tolist()
+            idx = chunk.tensor_split(self.world)[self.rank].tolist()
+            yield [(b, i) for i in idx] if self.keyed else idx
+
+def _cpu_rng_state(): return torch.get_rng_state(), random.getstate(), np.random.get_state()
+def _set_cpu_rng_state(s): torch.set_rng_state(s[0]); random.setstate(s[1]); np.random.set_state(s[2])
+
+class _SeededItems(Dataset):
+    """`dataset` indexed by `(batch, index)`: the items of batch `b` are loaded with python's, numpy's and torch's CPU RNGs
+    seeded from `(seed, epoch, b, rank)`, in whichever process loads them; the loading process's RNG states are put back."""
+    def __init__(self, dataset, seed, epoch, rank): self.dataset, self.key = dataset, (int(seed), int(epoch), int(rank))
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, key): return self.__getitems__([key])[0]
+    def __getitems__(self, keys):
+        s, saved = hash((*self.key, int(keys[0][0]), 2)) & 0x7fffffff_ffffffff, _cpu_rng_state()
+        try:
+            torch.default_generator.manual_seed(s); random.seed(s); np.random.seed(s % 2**32)
+            idx, many = [i for _, i in keys], getattr(self.dataset, '__getitems__', None)
+            return list(many(idx)) if many else [self.dataset[i] for i in idx]
+        finally: _set_cpu_rng_state(saved)
 
 def _check_tensors(data):
     if not data or not all(isinstance(t, torch.Tensor) for t in data):
@@ -81,10 +103,10 @@ def _batches(data, batch_size, seed, epoch, start, drop_last, rank, world, num_w
             idx = torch.as_tensor(idx)
             yield tuple(t[idx.to(t.device)] for t in data)
     else:
-        sampler = _IndexBatches(len(data), batch_size, seed, epoch, start, drop_last, rank, world)
+        sampler = _IndexBatches(len(data), batch_size, seed, epoch, start, drop_last, rank, world, keyed=True)
         # own generator: creating the iterator must not draw from torch's global RNG (resume would shift it)
         g = make_generator(hash((int(seed), int(epoch), 1)) & 0x7fffffff_ffffffff)
-        for b in DataLoader(data, batch_sampler=sampler, num_workers=num_workers, generator=g):
+        for b in DataLoader(_SeededItems(data, seed, epoch, rank), batch_sampler=sampler, num_workers=num_workers, generator=g):
             yield tuple(b) if isinstance(b, list) else b
 
 def _num_batches(data, batch_size, drop_last, world):
@@ -164,12 +186,6 @@ def read_log(path) -> list[dict]:
         return [{k: _num(v) for k, v in r.items()} for r in csv.DictReader(lines)]
     return [json.loads(l) for l in lines if l.strip()]
 
-def train_ms_per_img(history) -> float:
-    "Median training milliseconds per image over the steps of `history` (a list of records or a `FitResult`), the first excluded."
-    hist = getattr(history, 'history', history)
-    ms = [r['ms_per_img'] for r in hist if r.get('ms_per_img')]
-    if not ms: raise ValueError("history has no ms_per_img records: train for at least one step first")
-    return float(np.median(ms[1:] if len(ms) > 1 else ms))
 
 # %% ../nbs/05_engine.ipynb #03de154c
 @dataclass
@@ -181,12 +197,12 @@ class FitResult:
     ckpt_dir: Path|None
     @property
     def ms_per_img(self) -> float:
-        "Median training ms per image (see `train_ms_per_img`)."
-        return train_ms_per_img(self.history)
+        "Median training ms per image over the steps of `history`, the first (warm-up) step left out."
+        ms = [r['ms_per_img'] for r in self.history if r.get('ms_per_img')]
+        if not ms: raise ValueError("history has no ms_per_img records: train for at least one step first")
+        return float(np.median(ms[1:] if len(ms) > 1 else ms))
 
 def _make_accelerator(mixed_precision, accelerator):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
     world = int(os.environ.get('WORLD_SIZE', 1))                  # set by torchrun and accelerate launch
     if accelerator is None:
         if mixed_precision not in ('no', 'fp16', 'bf16'):
@@ -223,19 +239,9 @@ def _unpack(out, step):
                         f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''} at step {step}")
     return loss.reshape(()), {k: float(v) for k, v in (metrics or {}).items()}
 
-# %% ../nbs/05_engine.ipynb #91e5e934
-def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps:int|None=None, batch_size:int=256,
-        lr:float=1e-3, opt='adamw', weight_decay:float=0., warmup:float=0., schedule:str='cosine', grad_clip:float|None=None,
-        mixed_precision:str='no', ema_decay:float|None=None, ckpt_dir=None, ckpt_every:int|None=None, seed:int=0,
-        params=None, log_file=None, progress:bool=True, accelerator=None,
-        drop_last:bool=False, num_workers:int=0, stop_after:int|None=None) -> FitResult:
-    """Train `model` by minimising `loss_fn(model, batch)` over `data` (a tuple of tensors, a Dataset or a DataLoader).
-    Resumes exactly from `ckpt_dir` if it holds a checkpoint. The per-step history goes to `log_file` (default
-    `ckpt_dir/log.jsonl` when there is a `ckpt_dir`). `stop_after` (debugging) returns after that many steps of this call
-    without a final checkpoint, as if killed."""
-    from accelerate.utils import set_seed
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    # ---- validate
+# %% ../nbs/05_engine.ipynb #h4c0a7e2
+def _check_args(model, loss_fn, opt, lr, epochs, max_steps, batch_size, ckpt_every, schedule, ema_decay) -> Callable:
+    "Fail early, naming the fix, on arguments `fit` cannot train with; return the lr schedule's factory."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not callable(loss_fn): raise TypeError("loss_fn must be a callable loss_fn(model, batch) -> loss | (loss, metrics)")
     if not isinstance(opt, torch.optim.Optimizer) and not (lr > 0): raise ValueError(f"lr must be > 0, got {lr}")
@@ -246,155 +252,56 @@ def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps
     if ckpt_every is not None and ckpt_every < 1: raise ValueError(f"ckpt_every must be >= 1 step, got {ckpt_every}")
     sched_fn = SCHEDULES[schedule]
     if ema_decay is not None and not 0 < ema_decay < 1: raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999, got {ema_decay}")
-    acc = _make_accelerator(mixed_precision, accelerator)
-    rank, world = acc.process_index, acc.num_processes
-    user_loader = isinstance(data, DataLoader)
-    if isinstance(data, (tuple, list)): data = _check_tensors(tuple(data))
-    elif isinstance(data, torch.Tensor): raise TypeError("data is a bare tensor: pass a tuple (x, y, ...) so loss_fn gets the labels too")
-    elif isinstance(data, IterableDataset): data, user_loader = DataLoader(data, batch_size=batch_size), True
-    elif not user_loader and not isinstance(data, Dataset): raise TypeError(f"data must be a DataLoader, a Dataset or a tuple of tensors, got {type(data).__name__}")
-    # ---- length of the run
-    if user_loader:
-        loader = acc.prepare(data) if world > 1 else data
-        try: n_batches = len(loader)
-        except TypeError: n_batches = None
-    else: n_batches = _num_batches(data, batch_size, drop_last, world)
-    if n_batches == 0:
-        raise ValueError(f"data yields no batches ({'an empty loader' if user_loader else f'{_num_batches(data, 1, False, 1)} items, batch_size={batch_size}, drop_last={drop_last}'}): "
-                         "pass a non-empty dataset, or a smaller batch_size / drop_last=False")
-    if max_steps is None and n_batches is None:
-        raise ValueError("data has no len() (an iterable loader): pass max_steps= to fix the length of the run")
-    total = max_steps or epochs * n_batches
-    # ---- model, optimiser, schedule
-    if params is None: params = [p for p in model.parameters() if p.requires_grad]
-    params = list(params)
-    if not params: raise ValueError("no trainable parameters: the model has none with requires_grad=True and params= was not given")
-    optimizer = _make_optimizer(opt, params, lr, weight_decay)
-    model, optimizer = acc.prepare(model, optimizer)
-    raw = acc.unwrap_model(model)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, 'optimizer') else optimizer,
-                                              sched_fn(total, warmup_steps(warmup, total)))
-    ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True) if ema_decay else None
-    sig = model_signature(raw)
-    # ---- resume
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
-    path = ckpt_dir / 'last.pt' if ckpt_dir else None
-    if log_file is None and ckpt_dir is not None: log_file = ckpt_dir / 'log.jsonl'   # the history of a resumable run
-    step = epoch = batch_in_epoch = 0; history = []; epoch_rng = loader_gen = None
-    if path is not None and path.exists():
-        ck = safe_load(path)
-        if ck.get('signature') != sig:
-            bad = _mismatch(ck.get('shapes', {}), raw)
-            raise ValueError(f"checkpoint {path} was saved from a different model: {len(bad)} mismatched keys, e.g. "
-                             f"{'; '.join(bad[:3])}; point ckpt_dir elsewhere or delete it")
-        oname = type(getattr(optimizer, 'optimizer', optimizer)).__name__
-        if ck.get('optimizer_class', oname) != oname:
-            raise ValueError(f"checkpoint {path} was saved with optimizer {ck['optimizer_class']}, this run uses {oname}: "
-                             "pass the same opt= to resume, or point ckpt_dir elsewhere")
-        raw.load_state_dict(ck['model'])
-        optimizer.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
-        if ema is not None and ck.get('ema') is not None: ema.load_state_dict(ck['ema'])
-        if acc.scaler is not None and ck.get('scaler') is not None: acc.scaler.load_state_dict(ck['scaler'])
-        step, epoch, batch_in_epoch = ck['step'], ck['epoch'], ck['batch_in_epoch']
-        history = _resume_history(ck, step, log_file, path)
-        epoch_rng, loader_gen = ck.get('epoch_rng'), ck.get('loader_gen')
-        _set_rng_state(ck['rng'])
-        if rank > 0:                                        # every process has its own RNG stream
-            rp = ckpt_dir / f'rng_{rank}.pt'
-            rk = safe_load(rp) if rp.exists() else None
-            if rk is not None and rk['step'] == step: _set_rng_state(rk['rng'])
-            else:
-                warnings.warn(f"{rp} is missing or not from step {step}: process {rank} reseeds its RNG (resume not bit-exact)")
-                set_seed(seed + 1_000_003 * rank + step)
-        if ck.get('total') not in (None, total):
-            warnings.warn(f"checkpoint {path} was saved by a run of {ck['total']} steps, this one has {total}: the lr schedule changes")
-    else: set_seed(seed, device_specific=world > 1)           # seed + rank under accelerate launch
-    log = _Log(log_file, history, enabled=acc.is_main_process)
+    return sched_fn
 
-    def save():
-        if path is None: return
-        if not all(torch.isfinite(p).all() for p in raw.parameters()):
-            raise FloatingPointError(f"non-finite weights at step {step}: checkpoint not written; {path} still holds the last good one")
-        if world > 1:                                       # other processes' RNG first, then the checkpoint (commit)
-            if rank > 0: atomic_save(dict(step=step, rng=_rng_state()), ckpt_dir / f'rng_{rank}.pt')
-            acc.wait_for_everyone()
-        log.flush(sync=True)                                # the history up to `step` is on disk before the checkpoint
-        if acc.is_main_process:
-            atomic_save(dict(model=raw.state_dict(), optimizer=optimizer.state_dict(), scheduler=sched.state_dict(),
-                             ema=ema.state_dict() if ema is not None else None,
-                             scaler=acc.scaler.state_dict() if acc.scaler is not None else None,
-                             optimizer_class=type(getattr(optimizer, 'optimizer', optimizer)).__name__, step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, total=total, seed=seed,
-                             rng=_rng_state(), epoch_rng=epoch_rng, signature=sig,
-                             loader_gen=loader.generator.get_state() if user_loader and getattr(loader, 'generator', None) is not None else None, shapes=_shape_table(raw),
-                             log_file=str(log_file) if log_file is not None else None), path)
-        acc.wait_for_everyone()
+class _Data:
+    "The batches of a run: `fit`'s own index batches over tensors or a Dataset, or a user's DataLoader; any epoch, from any batch."
+    def __init__(self, data, acc, batch_size:int, drop_last:bool, num_workers:int, seed:int):
+        self.user = isinstance(data, DataLoader)
+        if isinstance(data, (tuple, list)): data = _check_tensors(tuple(data))
+        elif isinstance(data, torch.Tensor): raise TypeError("data is a bare tensor: pass a tuple (x, y, ...) so loss_fn gets the labels too")
+        elif isinstance(data, IterableDataset): data, self.user = DataLoader(data, batch_size=batch_size), True
+        elif not self.user and not isinstance(data, Dataset): raise TypeError(f"data must be a DataLoader, a Dataset or a tuple of tensors, got {type(data).__name__}")
+        self.data, self.bs, self.drop_last, self.num_workers, self.seed = data, batch_size, drop_last, num_workers, seed
+        self.rank, self.world = acc.process_index, acc.num_processes
+        self.loader = (acc.prepare(data) if self.world > 1 else data) if self.user else None
+        if not self.user: self.n_batches = _num_batches(data, batch_size, drop_last, self.world)
+        else:
+            try: self.n_batches = len(self.loader)
+            except TypeError: self.n_batches = None
+        if self.n_batches == 0:
+            what = 'an empty loader' if self.user else f'{_num_batches(data, 1, False, 1)} items, batch_size={batch_size}, drop_last={drop_last}'
+            raise ValueError(f"data yields no batches ({what}): pass a non-empty dataset, or a smaller batch_size / drop_last=False")
+        self.generator = getattr(self.loader, 'generator', None) if self.user else None
 
-    def epoch_iter():
-        nonlocal epoch_rng
-        if not user_loader: return _batches(data, batch_size, seed, epoch, batch_in_epoch, drop_last, rank, world, num_workers)
-        gen = getattr(loader, 'generator', None)
-        if batch_in_epoch == 0 or epoch_rng is None:        # start of an epoch: remember what decides its order
-            epoch_rng = dict(torch=torch.get_rng_state(), gen=gen.get_state() if gen is not None else None)
-            return iter(loader)
-        now = torch.get_rng_state()                         # = the checkpoint's, restored above
-        torch.set_rng_state(epoch_rng['torch'])
-        if gen is not None and epoch_rng['gen'] is not None: gen.set_state(epoch_rng['gen'])
-        it = _skip(loader, batch_in_epoch)                  # draws the epoch's order as the killed run did
+    def total_steps(self, epochs, max_steps) -> int:
+        if max_steps is None and self.n_batches is None:
+            raise ValueError("data has no len() (an iterable loader): pass max_steps= to fix the length of the run")
+        return max_steps or epochs * self.n_batches
+
+    def epoch(self, st) -> Iterator:
+        "The batches of epoch `st.epoch` from batch `st.batch_in_epoch`, drawing from the RNGs what an uninterrupted run draws."
+        if not self.user:
+            return _batches(self.data, self.bs, self.seed, st.epoch, st.batch_in_epoch, self.drop_last, self.rank, self.world, self.num_workers)
+        gen = self.generator
+        if st.batch_in_epoch == 0 or st.epoch_rng is None:        # start of an epoch: remember what decides its order
+            st.epoch_rng = dict(torch=torch.get_rng_state(), gen=gen.get_state() if gen is not None else None)
+            return iter(self.loader)
+        now = torch.get_rng_state()                               # = the checkpoint's, restored by the resume
+        torch.set_rng_state(st.epoch_rng['torch'])
+        if gen is not None and st.epoch_rng['gen'] is not None: gen.set_state(st.epoch_rng['gen'])
+        it = _skip(self.loader, st.batch_in_epoch)                # draws the epoch's order as the killed run did
         torch.set_rng_state(now)
-        if gen is not None and loader_gen is not None: gen.set_state(loader_gen)
+        if gen is not None and st.loader_gen is not None: gen.set_state(st.loader_gen)
         return it
 
-    # ---- train
-    model.train()
-    bar = _progress(total=total, initial=step, desc='fit', disable=(not progress or not acc.is_main_process) or None)
-    t_start, done_here = time.time(), 0
-    try:
-        while step < total:
-            it, seen = epoch_iter(), 0
-            t0 = time.perf_counter()
-            for batch in it:
-                seen += 1
-                batch = _to(batch, acc.device)
-                with acc.autocast(): loss, metrics = _unpack(loss_fn(model, batch), step + 1)
-                lv = loss.detach().float()
-                if world > 1: lv = acc.reduce(lv, 'mean')
-                lv = lv.item()
-                if not math.isfinite(lv):
-                    last = f"the last checkpoint {path} (step {_last_ckpt_step(path)}) is intact" if path is not None and path.exists() \
-                           else "no checkpoint was written (ckpt_dir is None or none yet)"
-                    raise FloatingPointError(f"loss is {lv} at step {step + 1} (epoch {epoch}, batch {batch_in_epoch}); weights were not "
-                                             f"updated and {last}: lower lr, set grad_clip, or check the data and loss_fn")
-                lr_now = optimizer.param_groups[0]['lr']
-                optimizer.zero_grad(set_to_none=True)
-                acc.backward(loss)
-                if grad_clip is not None:
-                    gn = acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g['params']], grad_clip)
-                    metrics['grad_norm'] = float(gn)
-                optimizer.step(); sched.step()
-                if ema is not None: ema.update_parameters(raw)
-                step += 1; batch_in_epoch += 1; done_here += 1
-                dt = time.perf_counter() - t0
-                n_img = _batch_size(batch) * world
-                rec = dict(step=step, epoch=epoch, loss=lv, lr=lr_now, **metrics, img_per_s=n_img / dt if dt > 0 else None,
-                           ms_per_img=1000 * dt / n_img if n_img else None, time=time.time() - t_start)
-                history.append(rec); log.add(rec)
-                bar.update(); bar.set_postfix(loss=f"{lv:.4g}", refresh=False)
-                if stop_after is not None and done_here >= stop_after: return FitResult(raw, ema, history, ckpt_dir)
-                if ckpt_every and step % ckpt_every == 0 and step < total: save()
-                if step >= total: break
-                t0 = time.perf_counter()
-            if seen == 0 and not (n_batches and batch_in_epoch >= n_batches):
-                raise ValueError(f"data yielded no batches in epoch {epoch}: the loader/dataset is empty or exhausted "
-                                 "(a generator or one-shot iterator cannot be iterated twice; pass a DataLoader or a tuple of tensors)")
-            if step < total or (n_batches is not None and batch_in_epoch >= n_batches):
-                epoch += 1; batch_in_epoch = 0; epoch_rng = None
-        if done_here or path is None or not path.exists(): save()
-    finally:
-        bar.close(); log.flush()
-    model = acc.unwrap_model(model, keep_fp32_wrapper=False)
-    model.eval()
-    if ema is not None: ema.eval()
-    return FitResult(model, ema, history, ckpt_dir)
+    def end_epoch(self, st, seen:int):
+        "Check that epoch `st.epoch` yielded batches; move `st` to the next epoch unless the run ended inside this one."
+        full = self.n_batches is not None and st.batch_in_epoch >= self.n_batches
+        if seen == 0 and not full:
+            raise ValueError(f"data yielded no batches in epoch {st.epoch}: the loader/dataset is empty or exhausted "
+                             "(a generator or one-shot iterator cannot be iterated twice; pass a DataLoader or a tuple of tensors)")
+        if st.step < st.total or full: st.next_epoch()
 
 class _OnceBatches:
     "A batch sampler over an already started iterator of index batches (`n` of them)."
@@ -404,8 +311,12 @@ class _OnceBatches:
 
 def _skip(loader:DataLoader, k:int):
     """An iterator over `loader` past its first `k` batches, drawing from the RNGs exactly what `iter(loader)` draws
-    (the worker base seed, then the order); map-style batches are skipped as indices, never loaded."""
-    if isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
+    (the worker base seed, then the order). With worker processes, or an IterableDataset, the `k` batches are loaded and
+    dropped: each worker's RNG advances with every item it loads. Otherwise they are skipped as indices, never loaded."""
+    if isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None or loader.num_workers > 0:
+        if loader.num_workers > 0 and loader.persistent_workers:
+            warnings.warn("resuming a DataLoader with persistent_workers=True: its workers' RNG streams ran across the "
+                          "earlier epochs, so random augmentation in the dataset is not bit-exact after the resume")
         it = iter(loader)
         for _ in range(k): next(it, None)
         return it
@@ -413,18 +324,84 @@ def _skip(loader:DataLoader, k:int):
     g2 = torch.Generator(); g2.set_state(gen.get_state() if gen is not None else torch.get_rng_state())
     torch.empty((), dtype=torch.int64).random_(generator=gen)        # iter(loader) draws the workers' base seed first,
     idx = iter(loader.batch_sampler); head = list(itertools.islice(idx, k + 1))   # then the order, on the first batch
-    w = loader.num_workers
     return iter(DataLoader(loader.dataset, batch_sampler=_OnceBatches(itertools.chain(head[k:], idx), max(len(loader) - k, 0)),
-                           num_workers=w, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, timeout=loader.timeout,
-                           worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
-                           generator=g2, prefetch_factor=loader.prefetch_factor if w else None,
-                           persistent_workers=False))
+                           collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, generator=g2))
 
-def _to(batch, device):
-    if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)): return type(batch)(_to(b, device) for b in batch)
-    if isinstance(batch, dict): return {k: _to(v, device) for k, v in batch.items()}
-    return batch
+# %% ../nbs/05_engine.ipynb #h4c0a7e4
+class RunState:
+    """Everything that decides the rest of a run: the weights, the optimiser, lr schedule, EMA and grad-scaler states, the
+    position (step, epoch, batch in epoch), the RNG states and the log file that holds the history. `state_dict()` is
+    what a checkpoint holds; `load_state_dict` puts a run back where it was, after checking that the checkpoint comes
+    from the same architecture and optimiser."""
+    def __init__(self, model:nn.Module, optimizer, scheduler, ema=None, scaler=None, generator=None, total:int|None=None,
+                 seed:int=0, log_file=None):
+        self.model, self.optimizer, self.scheduler, self.ema, self.scaler = model, optimizer, scheduler, ema, scaler
+        self.generator, self.total, self.seed, self.log_file = generator, total, seed, log_file
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.epoch_rng = self.loader_gen = None   # a user DataLoader: RNG states at the epoch's start / at the checkpoint
+        self.signature = model_signature(model)
+
+    @property
+    def optimizer_class(self) -> str: return type(getattr(self.optimizer, 'optimizer', self.optimizer)).__name__
+
+    def next_epoch(self): self.epoch += 1; self.batch_in_epoch = 0; self.epoch_rng = None
+
+    def state_dict(self) -> dict:
+        sd = lambda o: o.state_dict() if o is not None else None
+        return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                    ema=sd(self.ema), scaler=sd(self.scaler), optimizer_class=self.optimizer_class, step=self.step,
+                    epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, total=self.total, seed=self.seed, rng=_rng_state(),
+                    epoch_rng=self.epoch_rng, loader_gen=self.generator.get_state() if self.generator is not None else None,
+                    signature=self.signature, shapes=_shape_table(self.model),
+                    log_file=str(self.log_file) if self.log_file is not None else None)
+
+    def load_state_dict(self, ck:dict, source='the checkpoint'):
+        if ck.get('signature') != self.signature:
+            bad = _mismatch(ck.get('shapes', {}), self.model)
+            raise ValueError(f"checkpoint {source} was saved from a different model: {len(bad)} mismatched keys, e.g. "
+                             f"{'; '.join(bad[:3])}; point ckpt_dir elsewhere or delete it")
+        if ck.get('optimizer_class', self.optimizer_class) != self.optimizer_class:
+            raise ValueError(f"checkpoint {source} was saved with optimizer {ck['optimizer_class']}, this run uses "
+                             f"{self.optimizer_class}: pass the same opt= to resume, or point ckpt_dir elsewhere")
+        self.model.load_state_dict(ck['model'])
+        self.optimizer.load_state_dict(ck['optimizer']); self.scheduler.load_state_dict(ck['scheduler'])
+        if self.ema is not None and ck.get('ema') is not None: self.ema.load_state_dict(ck['ema'])
+        if self.scaler is not None and ck.get('scaler') is not None: self.scaler.load_state_dict(ck['scaler'])
+        self.step, self.epoch, self.batch_in_epoch = ck['step'], ck['epoch'], ck['batch_in_epoch']
+        self.epoch_rng, self.loader_gen = ck.get('epoch_rng'), ck.get('loader_gen')
+        _set_rng_state(ck['rng'])
+        return self
+
+# %% ../nbs/05_engine.ipynb #h4c0a7e7
+def _save(st:RunState, path, acc, log):
+    """Checkpoint `st` to `path` atomically: the other processes' RNG states first, then the log up to this step
+    (fsynced), then the checkpoint itself, which commits them. Refused when a weight is not finite."""
+    if path is None: return
+    if not all(torch.isfinite(p).all() for p in st.model.parameters()):
+        kept = f"{path} still holds the last good one (step {_last_ckpt_step(path)})" if path.exists() else "no checkpoint was written before"
+        raise FloatingPointError(f"non-finite weights at step {st.step}: checkpoint not written; {kept}: lower lr or set grad_clip")
+    if acc.num_processes > 1:
+        if acc.process_index > 0: atomic_save(dict(step=st.step, rng=_rng_state()), path.parent / f'rng_{acc.process_index}.pt')
+        acc.wait_for_everyone()
+    log.flush(sync=True)
+    if acc.is_main_process: atomic_save(st.state_dict(), path)
+    acc.wait_for_everyone()
+
+def _resume(st:RunState, path, acc, seed:int, log_file) -> list[dict]:
+    "Put `st` back to the checkpoint at `path` (each process onto its own RNG stream); return the history of steps 1..step."
+    ck = safe_load(path)
+    st.load_state_dict(ck, path)
+    history = _resume_history(ck, st.step, log_file, path)
+    if acc.process_index > 0:                                 # every process has its own RNG stream
+        rp = path.parent / f'rng_{acc.process_index}.pt'
+        rk = safe_load(rp) if rp.exists() else None
+        if rk is not None and rk['step'] == st.step: _set_rng_state(rk['rng'])
+        else:
+            warnings.warn(f"{rp} is missing or not from step {st.step}: process {acc.process_index} reseeds its RNG (resume not bit-exact)")
+            set_seed(seed + 1_000_003 * acc.process_index + st.step)
+    if ck.get('total') not in (None, st.total):
+        warnings.warn(f"checkpoint {path} was saved by a run of {ck['total']} steps, this one has {st.total}: the lr schedule changes")
+    return history
 
 def _last_ckpt_step(path):
     try: return safe_load(path)['step']
@@ -444,3 +421,104 @@ def _resume_history(ck:dict, step:int, log_file, path) -> list[dict]:
     warnings.warn(f"resuming {path} at step {step}, but no log file holds the history of steps 1..{step} "
                   f"({'; '.join(tried) or 'no log_file'}): the returned history and the log start with {len(best)} steps")
     return best
+
+# %% ../nbs/05_engine.ipynb #h4c0a7e9
+def _train_step(model, loss_fn:Callable, batch, st:RunState, acc, grad_clip:float|None, path) -> dict:
+    """One optimiser step on `batch`: the loss (checked finite before any update), backward, clipping, the optimiser,
+    the schedule and the EMA; returns the step's record."""
+    batch = _to(batch, acc.device)
+    with acc.autocast(): loss, metrics = _unpack(loss_fn(model, batch), st.step + 1)
+    lv = loss.detach().float()
+    if acc.num_processes > 1: lv = acc.reduce(lv, 'mean')
+    lv = lv.item()
+    if not math.isfinite(lv):
+        last = f"the last checkpoint {path} (step {_last_ckpt_step(path)}) is intact" if path is not None and path.exists() \
+               else "no checkpoint was written (ckpt_dir is None or none yet)"
+        raise FloatingPointError(f"loss is {lv} at step {st.step + 1} (epoch {st.epoch}, batch {st.batch_in_epoch}); weights were not "
+                                 f"updated and {last}: lower lr, set grad_clip, or check the data and loss_fn")
+    lr_now = st.optimizer.param_groups[0]['lr']
+    st.optimizer.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    if grad_clip is not None:
+        metrics['grad_norm'] = float(acc.clip_grad_norm_([p for g in st.optimizer.param_groups for p in g['params']], grad_clip))
+    st.optimizer.step(); st.scheduler.step()
+    if st.ema is not None: st.ema.update_parameters(st.model)
+    st.step += 1; st.batch_in_epoch += 1
+    return dict(step=st.step, epoch=st.epoch, loss=lv, lr=lr_now, **metrics)
+
+def _to(batch, device):
+    if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)): return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict): return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+# %% ../nbs/05_engine.ipynb #91e5e934
+def _setup(model, acc, data:_Data, opt, params, lr, weight_decay, sched_fn, warmup, ema_decay, total, seed, log_file):
+    "The model prepared by `acc`, and a fresh `RunState` around its optimiser, schedule and EMA."
+    if params is None: params = [p for p in model.parameters() if p.requires_grad]
+    params = list(params)
+    if not params: raise ValueError("no trainable parameters: the model has none with requires_grad=True and params= was not given")
+    model, optimizer = acc.prepare(model, _make_optimizer(opt, params, lr, weight_decay))
+    raw = acc.unwrap_model(model)
+    sched = torch.optim.lr_scheduler.LambdaLR(getattr(optimizer, 'optimizer', optimizer), sched_fn(total, warmup_steps(warmup, total)))
+    ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True) if ema_decay else None
+    return model, RunState(raw, optimizer, sched, ema, acc.scaler, data.generator, total, seed, log_file)
+
+def _train(model, loss_fn, data:_Data, st:RunState, acc, log:_Log, history:list, bar, grad_clip, ckpt_every, path, stop_after) -> int|None:
+    "The epochs, up to `st.total` steps, with a checkpoint every `ckpt_every`; the steps taken, or None if `stop_after` stopped it."
+    t_start, done, world = time.time(), 0, acc.num_processes
+    while st.step < st.total:
+        seen, t0 = 0, time.perf_counter()
+        for batch in data.epoch(st):
+            seen += 1
+            rec = _train_step(model, loss_fn, batch, st, acc, grad_clip, path)
+            dt, n_img = time.perf_counter() - t0, _batch_size(batch) * world
+            rec.update(img_per_s=n_img / dt if dt > 0 else None, ms_per_img=1000 * dt / n_img if n_img else None,
+                       time=time.time() - t_start)
+            history.append(rec); log.add(rec); done += 1
+            bar.update(); bar.set_postfix(loss=f"{rec['loss']:.4g}", refresh=False)
+            if stop_after is not None and done >= stop_after: return None
+            if ckpt_every and st.step % ckpt_every == 0 and st.step < st.total: _save(st, path, acc, log)
+            if st.step >= st.total: break
+            t0 = time.perf_counter()
+        data.end_epoch(st, seen)
+    return done
+
+def fit(model:nn.Module, loss_fn:Callable, data, *, epochs:int|None=1, max_steps:int|None=None, batch_size:int=256,
+        lr:float=1e-3, opt='adamw', weight_decay:float=0., warmup:float=0., schedule:str='cosine', grad_clip:float|None=None,
+        mixed_precision:str='no', ema_decay:float|None=None, ckpt_dir=None, ckpt_every:int|None=None, seed:int=0,
+        params=None, log_file=None, progress:bool=True, accelerator=None,
+        drop_last:bool=False, num_workers:int=0, stop_after:int|None=None) -> FitResult:
+    """Train `model` by minimising `loss_fn(model, batch)` over `data` (a tuple of tensors, a Dataset or a DataLoader).
+    Resumes exactly from `ckpt_dir` if it holds a checkpoint. The per-step history goes to `log_file` (default
+    `ckpt_dir/log.jsonl` when there is a `ckpt_dir`). `stop_after` (debugging) returns after that many steps of this call
+    without a final checkpoint, as if killed."""
+    sched_fn = _check_args(model, loss_fn, opt, lr, epochs, max_steps, batch_size, ckpt_every, schedule, ema_decay)
+    acc = _make_accelerator(mixed_precision, accelerator)
+    set_seed(seed, device_specific=acc.num_processes > 1)        # before anything is built (seed + rank when launched)
+    data = _Data(data, acc, batch_size, drop_last, num_workers, seed)
+    total = data.total_steps(epochs, max_steps)
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
+    path = ckpt_dir / 'last.pt' if ckpt_dir else None
+    if log_file is None and ckpt_dir is not None: log_file = ckpt_dir / 'log.jsonl'   # the history of a resumable run
+    model, st = _setup(model, acc, data, opt, params, lr, weight_decay, sched_fn, warmup, ema_decay, total, seed, log_file)
+    history = _resume(st, path, acc, seed, log_file) if path is not None and path.exists() else []
+    log = _Log(log_file, history, enabled=acc.is_main_process)
+    model.train()
+    bar = _progress(total=total, initial=st.step, desc='fit', disable=(not progress or not acc.is_main_process) or None)
+    try:
+        done = _train(model, loss_fn, data, st, acc, log, history, bar, grad_clip, ckpt_every, path, stop_after)
+        if done is None: return FitResult(st.model, st.ema, history, ckpt_dir)          # stop_after: as if killed
+        if done or path is None or not path.exists(): _save(st, path, acc, log)
+    finally:
+        bar.close(); log.flush()
+    model = acc.unwrap_model(model, keep_fp32_wrapper=False)
+    model.eval()
+    if st.ema is not None: st.ema.eval()
+    return FitResult(model, st.ema, history, ckpt_dir)
+
+# %% ../nbs/05_engine.ipynb #h4c0a7ea
+def seed_everything(seed:int):
+    """Seed python, numpy and torch (CPU and every GPU) with `seed`. Call it first in a training script or stage, before
+    building the model, the data or the loss; `fit` seeds again with its own `seed=` before it builds its parts."""
+    set_seed(int(seed))

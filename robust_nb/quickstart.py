@@ -9,19 +9,36 @@ from pathlib import Path
 import torch
 import pandas as pd
 from fastcore.script import call_parse
-from .core import cache_dir, atomic_save, atomic_write_json, safe_load, atomic_write_bytes
+from .core import cache_dir, config_key, atomic_save, atomic_write_json, safe_load, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'f_correct_by_shift', 'quickstart', 'main']
+__all__ = ['QUICKSTART', 'QUICKSTART_VQ', 'f_correct_by_shift', 'quickstart', 'main']
 
 # %% ../nbs/16_quickstart.ipynb #2161af4e
 QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=8000, frac=0.1, distill_epochs=30,
-                  dad_n=2000, dad_size=32, dad_epochs=8, seed=0, student={}, teacher={}, foundation={}, vq={}, reference={})
-"""Defaults of `quickstart`. `corruptions=None` means all 15 ImageNet-C corruptions; `student`, `teacher`, `foundation` and `vq`
-override the configs of `multihead.pretrained_embedded_student`, `teacher.embedded_teacher`, `dad.foundation_teacher`,
-`vqgan.embedded_vq` and the mCE reference model (`metrics.EMBEDDED_RECIPE`) (the tests use them to run the whole pipeline in seconds)."""
+                  dad_n=2000, dad_size=32, dad_epochs=8, seed=0, student_model='resnet', student={}, teacher={}, foundation={},
+                  vq={}, reference={})
+"""Defaults of `quickstart`. `corruptions=None` means all 15 ImageNet-C corruptions. `student_model` names the large
+student in the embedded zoo (`'resnet'` or `'vit'`, see `embedded.list_models()`); `student`, `teacher`, `foundation`,
+`vq` and `reference` override fields of those zoo models' configs (the tests use them to run the whole pipeline in seconds)."""
 
-def _key(cfg:dict) -> str: return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
+QUICKSTART_VQ = dict(n=600, epochs=4, config='tiny', batch_size=128, lr=2e-3)
+"The quickstart's Q: smaller and faster than the zoo's default `vq` (its 32-px images use the f=4 `tiny` VQ)."
+
+def _zoo(c:dict) -> dict:
+    "The embedded models of quickstart config `c`: role -> (zoo name, whole config)."
+    from robust_nb.embedded import resolve
+    d, s = c['dad_size'], c['seed']
+    return dict(student=(c['student_model'], resolve(c['student_model'], **{'size': c['size'], **c['student']})),
+                teacher=('teacher', resolve('teacher', **{'size': c['size'], **c['teacher']})),
+                foundation=('foundation', resolve('foundation', **{'size': d, 'seed': s, **c['foundation']})),
+                vq=('vq', resolve('vq', **{'size': d, 'seed': s, **QUICKSTART_VQ, **c['vq']})),
+                reference=('reference', resolve('reference', **{'size': c['size'], **c['reference']})))
+
+def _key(c:dict, zoo:dict) -> str:
+    "Cache key of a quickstart run: its whole config and the whole config and version of every zoo model it uses."
+    from robust_nb.embedded import MODELS
+    return config_key(dict(quickstart=c, models={r: [n, cfg, MODELS[n].version] for r, (n, cfg) in zoo.items()}))
 
 class _Stages:
     "Times named stages and prints them as they finish."
@@ -33,6 +50,10 @@ class _Stages:
         yield
         self.times[name] = time.perf_counter() - t0
         if self.verbose: print(f"  done in {self.times[name]:.1f} s", flush=True)
+
+def _seeded(build, seed:int, *args):
+    "`build(*args)` after `torch.manual_seed(seed)`: its initial weights do not depend on what ran before."
+    torch.manual_seed(seed); return build(*args)
 
 def _cached_model(path:Path, build, train):
     """Load `build()`'s weights from `path` if present; else `train(model) -> (model, info)` and save both atomically
@@ -67,16 +88,16 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
     from robust_nb.synthetic import render, NUM_CLASSES, CLASSES
     from robust_nb.corruptions import CORRUPTIONS
     from robust_nb.data import embedded_suite
-    from robust_nb.models import embedded_student, split_model
-    from robust_nb.teacher import embedded_teacher, small_teacher
-    from robust_nb.multihead import pretrained_embedded_student, distill, MultiHead, Selected, tuning_set, head_report
+    from robust_nb.models import small_cnn
+    from robust_nb.multihead import distill, multihead_for, Selected, tuning_set
     from robust_nb.baselines import apt
-    from robust_nb.vqgan import embedded_vq
-    from robust_nb.dad import foundation_teacher, generate_dad, DADShards, DADPairs, distil, small_cnn
-    from robust_nb.metrics import embedded_baseline
-    from robust_nb.evaluate import evaluate, results_table, write_report, count_params
+    from robust_nb.dad import generate_dad, DADShards, DADPairs, distil
+    from robust_nb.embedded import create, reference_normaliser
+    from robust_nb.evaluate import evaluate, count_params
+    from robust_nb.report import results_table, report_text, write_report
     c = {**QUICKSTART, **cfg}
-    root = cache_dir('quickstart', _key(c)); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    zoo = _zoo(c)                                     # refuses an unknown student_model or config field before any work
+    root = cache_dir('quickstart', _key(c, zoo)); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     stage, models, costs = _Stages(verbose), {}, {}
     torch.manual_seed(c['seed'])
 
@@ -88,12 +109,12 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
             return tuning_set(*render('photo', c['n_tune'], size=c['size'], seed=c['seed'] + 1, split='train'), a=0.5, seed=c['seed'])
 
     with stage('2. pre-train the large student'):
-        student = pretrained_embedded_student(**{'size': c['size'], **c['student']})
+        student = create(zoo['student'][0], progress=verbose, **zoo['student'][1])
         models['student (original)'] = student
         costs['student (original)'] = dict(params_tuned=sum(p.numel() for p in student.parameters()))
 
     with stage('3. robustify the small teacher (AugMix + DeepAugment)'):
-        teacher = embedded_teacher('augmix+deepaugment', progress=verbose, **{'size': c['size'], **c['teacher']})
+        teacher = create('teacher', progress=verbose, **zoo['teacher'][1])
         models['teacher (small, robust)'] = teacher
 
     with stage('4. APT vs multi-head distillation'):
@@ -101,16 +122,16 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
             r = distill(student, teacher, tuning(), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
             return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.split.n_tuned)
         mh, costs['multi-head (ours)'] = _cached_model(
-            root / 'multihead.pt', lambda: MultiHead(split_model(copy.deepcopy(student), frac=c['frac'])), _train_mh)
+            root / 'multihead.pt', lambda: multihead_for(student, frac=c['frac'])[1], _train_mh)
         models['multi-head (ours)'] = Selected(mh)
         def _train_apt(m):
             r = apt(student, (tuning().x, tuning().y), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
             return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned)
-        models['APT'], costs['APT'] = _cached_model(root / 'apt.pt', lambda: embedded_student(NUM_CLASSES), _train_apt)
+        models['APT'], costs['APT'] = _cached_model(root / 'apt.pt', lambda: copy.deepcopy(student), _train_apt)   # APT tunes a copy of the student
 
     with stage('5. DAD vs KD'):
-        phi = foundation_teacher(**{'size': c['dad_size'], 'seed': c['seed'], **c['foundation']})
-        vq = embedded_vq(**{'size': c['dad_size'], 'seed': c['seed'], **c['vq']})
+        phi = create('foundation', progress=verbose, **zoo['foundation'][1])
+        vq = create('vq', progress=verbose, **zoo['vq'][1])
         xd, yd = render('photo', c['dad_n'], size=c['dad_size'], seed=c['seed'] + 2, split='train')
         man = generate_dad(phi, vq, (xd, yd), root / 'dad_samples', progress_bar=verbose)
         pairs = DADPairs((xd, yd), DADShards(root / 'dad_samples'), teacher=phi)
@@ -122,21 +143,19 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
                 ms = 1000 * (time.perf_counter() - t0) / (len(pairs) * c['dad_epochs'])
                 return s, dict(train_ms_per_img=ms, params_tuned=sum(p.numel() for p in s.parameters()))
             name = f'small student ({m.upper()})'
-            models[name], costs[name] = _cached_model(root / f'student_{m}.pt', lambda: small_cnn(NUM_CLASSES), _train)
+            models[name], costs[name] = _cached_model(root / f'student_{m}.pt', lambda: _seeded(small_cnn, c['seed'], NUM_CLASSES), _train)
 
     with stage('6. evaluate every model on every shift'):
-        norm = embedded_baseline(size=c['size'], n=c['n_eval'], seed=c['seed'], corruptions=list(dict.fromkeys(s.corruption for s in suite.corruptions)),
-                                 recipe=c['reference'] or None, progress=verbose)
+        norm = reference_normaliser(n=c['n_eval'], seed=c['seed'], corruptions=list(dict.fromkeys(s.corruption for s in suite.corruptions)),
+                                    progress=verbose, **zoo['reference'][1])
         results = {n: evaluate(m, suite, name=n, progress=verbose, baseline=norm) for n, m in models.items()}
         for n in models: costs.setdefault(n, {})['params_total'] = count_params(models[n])[1]
         fc = f_correct_by_shift(mh, suite, n=c['n_eval'], seed=c['seed'])
 
-    table = results_table(list(results.values()), costs=costs)
-    if verbose:
-        with pd.option_context('display.width', 200, 'display.max_columns', 30): print(table); print(fc.round(3).to_string())
-    report = write_report(list(results.values()), out, costs=costs, title='robust_nb quickstart (embedded benchmark)')
+    table, fcs = results_table(list(results.values()), costs=costs), {'multi-head (ours)': fc}
+    if verbose: print(report_text(list(results.values()), costs, fcs))
+    report = write_report(list(results.values()), out, costs=costs, title='robust_nb quickstart (embedded benchmark)', f_correct=fcs)
     atomic_write_json(dict(config=c, stage_seconds=stage.times, dad_manifest=man, f_correct=fc.to_dict()), out / 'quickstart.json')
-    fc.to_csv(out / 'f_correct.csv')
     if verbose: print(f"stages (s): {json.dumps({k: round(v, 1) for k, v in stage.times.items()})}\nreport: {report}")
     return dict(table=table, f_correct=fc, results=results, models=models, costs=costs, times=stage.times, report=report, suite=suite,
                 vq=vq, multihead=mh)

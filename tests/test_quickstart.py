@@ -26,8 +26,10 @@ def runs(tmp_path_factory):
 def test_every_model_evaluated_on_every_shift(runs):
     first = runs[0]
     assert list(first['table'].index) == MODELS
-    for col in ['photo', 'v2', 'sketch', 'rendition', 'hard', 'avg shifts']: assert first['table'][col].between(0, 100).all()
-    assert any(c.startswith('mCE') for c in first['table'].columns)
+    for col in ['photo', 'v2', 'sketch', 'rendition', 'hard', 'avg shifts']: assert first['table'][f'top-1 {col} (%)'].between(0, 100).all()
+    assert any(c.startswith('mCE (%') for c in first['table'].columns)
+    assert str(first['table']['params total'].dtype) == 'Int64'                      # counts print as integers
+    assert 'F_correct per shift' in first['report']['html'].read_text()
     assert first['f_correct'].between(0, 1).all() and 'photo' in first['f_correct'].index
     for f in first['report'].values(): assert f.exists() and f.stat().st_size > 0
     saved = json.loads((first['report']['html'].parent / 'quickstart.json').read_text())
