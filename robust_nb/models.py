@@ -16,10 +16,11 @@ from open_clip.transformer import VisionTransformer as _OCViT
 from .core import check_images, safe_load
 
 # %% auto #0
-__all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem', 'ViTHead', 'CallHead',
-           'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem', 'CLIPPool',
-           'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'clip_classifier', 'register_tiny_clip',
-           'Split', 'split_model']
+__all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem',
+           'ViTHead', 'CallHead', 'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn',
+           'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings',
+           'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'DropAfter',
+           'add_dropout', 'has_dropout']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -282,22 +283,31 @@ def register_tiny_clip(name:str='robust_nb-tiny-clip') -> str:
         open_clip.add_model_config(d)
     return name
 
-# %% ../nbs/10_models.ipynb #11b72616
+# %% ../nbs/10_models.ipynb #a1a90f13
+BLOCK_KINDS = ('block', 'mlp')      # stage kinds that are a residual block (or, for timm ViTs, one residual branch)
+
 @dataclass
 class Split:
     "A staged model cut into `backbone` (prep + frozen stages), `shared` and `head` sections (views on the same modules)."
     backbone: nn.Sequential
     shared: nn.Sequential
     head: nn.Sequential
-    n_tuned: int
+    n_tuned: int        # parameters of shared + one head section
     n_total: int
-    cut: int          # index of the first tunable stage
-    head_cut: int     # index of the first head-section stage
+    cut: int            # index of the first tunable stage
+    head_cut: int       # index of the first head-section stage
+    n_head: int = 0     # parameters of one head section
+    shared_blocks: int = 0
+    head_blocks: int = 0
+    kinds: tuple = ()   # kinds of the tuned stages (shared, then head)
     @property
     def frac_tuned(self) -> float: return self.n_tuned / self.n_total
+    @property
+    def head_frac(self) -> float: return self.n_head / self.n_tuned
     def __repr__(self):
-        return (f"Split(backbone={len(self.backbone)-1} stages, shared={len(self.shared)}, head={len(self.head)}, "
-                f"tuned {self.n_tuned:,}/{self.n_total:,} = {self.frac_tuned:.1%})")
+        return (f"Split(backbone={len(self.backbone)-1} stages, shared={len(self.shared)} stages/{self.shared_blocks} blocks, "
+                f"head={len(self.head)} stages/{self.head_blocks} blocks, tuned {self.n_tuned:,}/{self.n_total:,} = "
+                f"{self.frac_tuned:.1%}, head {self.head_frac:.1%} of tuned)")
 
 def _numel(ms): return sum(p.numel() for m in ms for p in m.parameters())
 
@@ -306,28 +316,91 @@ def _closest(sizes, target):
     suff = [sum(sizes[i:]) for i in range(len(sizes))]
     return min(range(len(sizes)), key=lambda i: (abs(suff[i] - target), suff[i]))
 
-def split_model(model:StagedModel, frac:float|None=None, blocks:int|None=None, head_frac:float=0.2) -> Split:
+# %% ../nbs/10_models.ipynb #ff519aa8
+def feasible_fracs(model:StagedModel) -> dict:
+    "Every tuned fraction `split_model` can realise on `model`: {first tuned stage index: fraction of parameters}."
+    sizes, total = [_numel([s]) for s in model.stages], _numel([model])
+    unit = [k in BLOCK_KINDS for k in model.kinds]
+    return {c: sum(sizes[c:]) / total for c in range(1, len(sizes)) if any(unit[c:])}
+
+def _frac_cut(model, frac, tol):
+    feas = feasible_fracs(model)
+    if not feas: raise ValueError(f"{model.name or 'model'} has no block stage after its stem; nothing can be tuned at block granularity")
+    cut = min(feas, key=lambda c: (abs(feas[c] - frac), feas[c]))
+    if max(feas[cut] / frac, frac / feas[cut]) > tol:
+        lo = max([f for f in feas.values() if f <= frac], default=None)
+        hi = min([f for f in feas.values() if f >= frac], default=None)
+        near = ' and '.join(f'{f:.4f}' for f in (lo, hi) if f is not None)
+        raise ValueError(f"frac={frac} cannot be approached at block granularity on {model.name or 'this model'}: the nearest "
+                         f"feasible tuned fractions are {near} (more than a factor {tol:g} away); pass one of them, or blocks=N "
+                         f"(models.feasible_fracs lists all)")
+    return cut
+
+# %% ../nbs/10_models.ipynb #0c1fe917
+def _head_cut(sizes, unit, cut, head_frac, head_blocks):
+    "The head-section start in the tuned stages [cut:]: closest to `head_frac` of the tuned size, with ≥ `head_blocks` block units when M_s keeps one."
+    n_units = sum(unit[cut:])
+    hb = max(0, min(head_blocks, n_units - 1))
+    ok = [h for h in range(cut + 1, len(sizes)) if sum(unit[cut:h]) >= min(1, n_units) and sum(unit[h:]) >= hb]
+    target = head_frac * sum(sizes[cut:])
+    return min(ok, key=lambda h: (abs(sum(sizes[h:]) - target), sum(sizes[h:])))
+
+def split_model(model:StagedModel, frac:float|None=None, blocks:int|None=None, head_frac:float=0.2, head_blocks:int=1,
+                tol:float=2.) -> Split:
     "Cut `model` into frozen backbone / shared tunable / head sections by fraction of parameters tuned or by block count."
     if not isinstance(model, StagedModel):
         raise TypeError(f"split_model needs a StagedModel (build it with timm_classifier/clip_classifier/embedded_student), got {type(model).__name__}")
     if (frac is None) == (blocks is None): raise ValueError("pass exactly one of frac (fraction of parameters tuned) or blocks")
+    if not 0 < head_frac < 1: raise ValueError(f"head_frac must be in (0, 1) (the head's share of the tuned part), got {head_frac}")
     st, kinds = list(model.stages), model.kinds
-    sizes = [_numel([s]) for s in st]
-    total = _numel([model])
+    sizes, unit = [_numel([s]) for s in st], [k in BLOCK_KINDS for k in kinds]
     if frac is not None:
         if not 0 < frac < 1: raise ValueError(f"frac must be in (0, 1) (a fraction of parameters to tune), got {frac}")
-        cut = _closest(sizes, frac * total)
+        cut = _frac_cut(model, frac, tol)
     else:
         nb = model.n_blocks
         if not 1 <= blocks <= nb: raise ValueError(f"blocks must be between 1 and {nb} (the model's block count), got {blocks}")
         cut = [i for i, k in enumerate(kinds) if k == 'block'][-blocks]
-    if not {'block', 'mlp'} & set(kinds[cut:]):
-        nb1 = sum(sizes[[i for i, k in enumerate(kinds) if k in ('block', 'mlp')][-1]:]) / total
-        raise ValueError(f"split with frac={frac} leaves no tunable block (only {'/'.join(kinds[cut:])}, "
-                         f"{sum(sizes[cut:])/total:.2%} of parameters); use frac ≥ {nb1:.3f} or blocks=1")
     if cut == 0: raise ValueError("split leaves no frozen backbone; lower frac/blocks (use baselines.finetune to tune everything)")
-    tuned = sizes[cut:]
-    hc = cut + _closest(tuned, head_frac * sum(tuned))
-    hc = max(hc, cut + 1) if len(tuned) > 1 else hc          # keep M_s non-empty whenever there are two tunable stages
+    hc = _head_cut(sizes, unit, cut, head_frac, head_blocks)
     return Split(nn.Sequential(model.prep, *st[:cut]), nn.Sequential(*st[cut:hc]), nn.Sequential(*st[hc:]),
-                 sum(tuned), total, cut, hc)
+                 sum(sizes[cut:]), _numel([model]), cut, hc, sum(sizes[hc:]), sum(unit[cut:hc]), sum(unit[hc:]), tuple(kinds[cut:]))
+
+# %% ../nbs/10_models.ipynb #c427b630
+class DropAfter(nn.Module):
+    "`drop(fn(x))`: a branch-output slot that already holds a module (stochastic depth, layer scale) followed by dropout."
+    def __init__(self, fn:nn.Module, p:float):
+        super().__init__(); self.fn, self.drop = fn, nn.Dropout(p)
+    def forward(self, x): return self.drop(self.fn(x))
+
+def _slot(mod, p):
+    if mod is None or isinstance(mod, nn.Identity): return nn.Dropout(p)
+    if isinstance(mod, nn.Dropout): mod.p = p; return mod
+    if isinstance(mod, DropAfter): mod.drop.p = p; return mod
+    return DropAfter(mod, p)
+
+def _branch_slots(m):
+    "Attribute names of `m`'s residual-branch output slots, if `m` is a block family `add_dropout` knows."
+    from timm.models.resnet import BasicBlock, Bottleneck
+    from timm.models.convnext import ConvNeXtBlock
+    from timm.models.vision_transformer import Block
+    from open_clip.transformer import ResidualAttentionBlock
+    if isinstance(m, (BasicBlock, Bottleneck, ConvNeXtBlock, Residual)): return ('drop_path',)
+    if isinstance(m, Block): return ('drop_path1', 'drop_path2')
+    if isinstance(m, ResidualAttentionBlock): return ('ls_1', 'ls_2')
+    return ()
+
+def add_dropout(module:nn.Module, p:float=0.25) -> list:
+    "Dropout `p` at every residual-branch output and before every classifier in `module` (§4.3.2); returns the sites."
+    if not 0 <= p < 1: raise ValueError(f"dropout p must be in [0, 1), got {p}")
+    sites = []
+    for name, m in list(module.named_modules()):
+        for a in _branch_slots(m):
+            setattr(m, a, _slot(getattr(m, a), p).train(m.training))     # a new module follows its block's mode
+            sites.append(f'{name}.{a}'.lstrip('.'))
+        if isinstance(m, HeadStage): m.drop.p = p; sites.append(f'{name}.drop'.lstrip('.'))
+    return sites
+
+def has_dropout(m:nn.Module) -> bool:
+    "Whether `m` contains an active (p > 0) `nn.Dropout`."
+    return any(isinstance(d, nn.Dropout) and d.p > 0 for d in m.modules())

@@ -2,7 +2,8 @@ import os, copy
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn.functional as F, timm, open_clip
 from robust_nb.models import (timm_classifier, clip_classifier, embedded_student, split_model, register_tiny_clip,
-                              StagedModel, OPENAI_TEMPLATES)
+                              StagedModel, OPENAI_TEMPLATES, feasible_fracs, add_dropout, has_dropout, BLOCK_KINDS,
+                              DropAfter, Prep, LinearHead)
 
 
 def _n(m): return sum(p.numel() for p in m.parameters())
@@ -55,6 +56,7 @@ def test_embedded_resnet_split():
     s = embedded_student(10).eval()
     sp = split_model(s, frac=0.1)                   # the closest boundary: last block + classifier (17%)
     assert s.kinds[sp.cut:] == ["block", "head"] and 0.15 < sp.frac_tuned < 0.2
+    assert sp.head_blocks == 0 and sp.shared_blocks == 1            # one tuned block: the head can only be pool + fc
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad(): torch.testing.assert_close(sp.head(sp.shared(sp.backbone(x))), s(x))
 
@@ -111,7 +113,7 @@ def test_split_frac_outside_open_interval(bad):
 
 def test_split_errors():
     s = embedded_student(3, arch="vit")
-    with pytest.raises(ValueError, match="no tunable block"): split_model(s, frac=1e-4)
+    with pytest.raises(ValueError, match="nearest feasible tuned fractions are 0.1096"): split_model(s, frac=1e-4)
     with pytest.raises(ValueError, match="between 1 and 6"): split_model(s, blocks=0)
     with pytest.raises(ValueError, match="exactly one"): split_model(s, frac=.1, blocks=1)
     with pytest.raises(TypeError, match="StagedModel"): split_model(timm.create_model("test_vit"), blocks=1)
@@ -134,3 +136,93 @@ def test_split_cnn_and_clip():
     c = clip_classifier(register_tiny_clip(), head="linear", num_classes=3)
     sp = split_model(c, blocks=1)
     assert c.kinds[sp.cut:] == ["block", "norm", "head"]
+
+
+@pytest.fixture(scope="module")
+def families():
+    return {"resnet": timm_classifier("test_resnet", 5), "convnext": timm_classifier("test_convnext", 5),
+            "vit": timm_classifier("test_vit", 5, img_size=32, patch_size=8),
+            "vit_blocks": timm_classifier("test_vit", 5, img_size=32, patch_size=8, residual_stages=False),
+            "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=5),
+            "embedded": embedded_student(5)}
+
+
+def test_block_granularity_per_family(families):
+    # every residual block inside every stage is its own stage (not whole stages); ViT: one stage per residual branch
+    ref = {"resnet": sum(len(l) for l in (timm.create_model("test_resnet").layer1, timm.create_model("test_resnet").layer2,
+                                           timm.create_model("test_resnet").layer3, timm.create_model("test_resnet").layer4)),
+           "convnext": sum(len(st.blocks) for st in timm.create_model("test_convnext").stages),
+           "vit": len(timm.create_model("test_vit").blocks), "vit_blocks": len(timm.create_model("test_vit").blocks),
+           "clip": open_clip.create_model(register_tiny_clip()).visual.transformer.layers,
+           "embedded": 1 + 1 + 2 + 4}
+    for k, m in families.items():
+        assert m.n_blocks == ref[k], k
+        assert m.kinds.count("mlp") == (ref[k] if k == "vit" else 0), k
+        for c in feasible_fracs(m): assert any(kk in BLOCK_KINDS for kk in m.kinds[c:]) and c >= 1
+
+
+def test_realised_fractions_and_head_rule(families):
+    for k, m in families.items():
+        total = _n(m)
+        for b in range(1, m.n_blocks + 1):
+            sp = split_model(m, blocks=b)
+            sizes = [_n(s) for s in m.stages]
+            assert sp.n_tuned == sum(sizes[sp.cut:]) and sp.n_head == sum(sizes[sp.head_cut:]) and sp.n_total == total
+            assert sp.frac_tuned == sp.n_tuned / total and sp.head_frac == sp.n_head / sp.n_tuned
+            units = [kk in BLOCK_KINDS for kk in m.kinds]
+            n_units = sum(units[sp.cut:])
+            assert sp.shared_blocks + sp.head_blocks == n_units and sp.shared_blocks >= 1
+            assert sp.head_blocks == min(1, n_units - 1) or sp.head_blocks > 1
+            # brute force: among cuts with ≥1 block in M_s and ≥ min(1, n_units-1) in the head, closest to 1/5 of the tuned part
+            ok = [h for h in range(sp.cut + 1, len(sizes)) if sum(units[sp.cut:h]) >= 1 and sum(units[h:]) >= min(1, n_units - 1)]
+            best = min(abs(sum(sizes[h:]) - 0.2 * sp.n_tuned) for h in ok)
+            assert abs(sp.n_head - 0.2 * sp.n_tuned) == best, (k, b)
+    # a head of one or more blocks, then norm/pool, then the classifier
+    sp = split_model(families["clip"], blocks=2)
+    assert families["clip"].kinds[sp.head_cut:] == ["block", "norm", "head"] and sp.kinds == ("block", "block", "norm", "head")
+    sp = split_model(families["embedded"], blocks=5)
+    assert sp.head_blocks == 1 and 0.15 < sp.head_frac < 0.3
+    # head_blocks=0: the old classifier-only heads, when asked for
+    assert split_model(families["embedded"], blocks=5, head_blocks=0).kinds[-1:] == ("head",)
+
+
+def test_infeasible_fraction_names_nearest(families):
+    e = families["embedded"]
+    fe = sorted(feasible_fracs(e).values())
+    assert split_model(e, frac=fe[1]).frac_tuned == fe[1]
+    with pytest.raises(ValueError, match=rf"nearest feasible tuned fractions are {fe[0]:.4f} \(more"):
+        split_model(e, frac=0.05)
+    mid = (fe[0] + fe[1]) / 2
+    with pytest.raises(ValueError, match=rf"are {fe[0]:.4f} and {fe[1]:.4f}"): split_model(e, frac=mid, tol=1.1)
+    with pytest.raises(ValueError, match="head_frac must be in"): split_model(e, blocks=2, head_frac=0)
+
+
+def test_add_dropout_every_family(families):
+    x = torch.rand(2, 3, 32, 32)
+    for k, m0 in families.items():
+        m = copy.deepcopy(m0).eval()
+        keys = set(m.state_dict())
+        with torch.no_grad(): y0 = m(x)
+        sites = add_dropout(m, 0.25)
+        assert set(m.state_dict()) == keys, k                    # Identity/None slots: no new keys
+        assert all(has_dropout(s) for s, kk in zip(m.stages, m.kinds) if kk in BLOCK_KINDS + ("head",)), k
+        assert not has_dropout(m.stages[0]) and len(sites) == len(set(sites))
+        with torch.no_grad():
+            torch.testing.assert_close(m(x), y0)                 # eval: dropout off
+            m.train(); assert not torch.equal(m(x), m(x)), k     # train: stochastic
+        assert add_dropout(m, 0.1) == sites                      # idempotent: rates change, nothing nests
+        assert {d.p for d in m.modules() if isinstance(d, torch.nn.Dropout) and d.p > 0} == {0.1}
+    blk = families["resnet"].stages[1]
+    assert "drop_path" in {n for n, _ in blk.named_children()} or blk.drop_path is None
+    with pytest.raises(ValueError, match=r"\[0, 1\)"): add_dropout(families["resnet"], 1.0)
+
+
+def test_add_dropout_wraps_existing_slot():
+    from open_clip.transformer import LayerScale
+    m = clip_classifier(register_tiny_clip(), head="linear", num_classes=2).eval()
+    b = m.stages[1]; b.ls_1 = LayerScale(64, 0.5)                    # a block with layer scale (tiny config: width 64)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(): y0 = m(x)
+    add_dropout(m, 0.3)
+    assert isinstance(b.ls_1, DropAfter) and b.ls_1.drop.p == 0.3 and isinstance(b.ls_1.fn, LayerScale)
+    with torch.no_grad(): torch.testing.assert_close(m(x), y0)
