@@ -9,13 +9,15 @@ from pathlib import Path
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import Dataset
-from .core import check_images, Registry, atomic_write_bytes, atomic_write_json, cache_dir, progress
+from .core import check_images, Registry, atomic_write_bytes, atomic_write_json, cache_dir, progress, make_generator
+from .losses import (ce, kd_loss, vanilla_kd_loss, dad_loss, dist_loss, ard_loss, rslad_loss, dat_loss, dat_dad_loss,
+                              dad_aug_loss)
 from .vqgan import VQDiscretiser
 
 # %% auto #0
-__all__ = ['MATERIALISE_BYTES', 'METHODS', 'EMBEDDED_VQ', 'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'dad_chunk',
-           'generate_dad', 'write_manifest', 'DADShards', 'kd_loss', 'dad_loss', 'dist_loss', 'ard_loss', 'rslad_loss',
-           'dat_example', 'dat_loss', 'DADPairs', 'method_loss', 'generate_main', 'distil', 'foundation_teacher']
+__all__ = ['CRITERIA', 'ATTACK_PRESETS', 'DEFAULT_PRESET', 'LEGACY_CONFIG', 'MATERIALISE_BYTES', 'METHODS', 'Teacher',
+           'as_teacher', 'clip_teacher', 'attack', 'attack_settings', 'dad_chunk', 'generate_dad', 'write_manifest',
+           'DADShards', 'dat_example', 'DADPairs', 'method_loss', 'distil']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -42,29 +44,60 @@ def clip_teacher(name:str, pretrained=None, class_names=None, templates=None) ->
     return Teacher(clip_classifier(name, pretrained, head='zeroshot', class_names=class_names, templates=templates))
 
 # %% ../nbs/14_dad.ipynb #e2f2ba06
-def attack(model, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1):
-    "x' = argmax CE(model(x'), y) over ‖x'−x‖ ≤ eps (L∞ or L2), x' in [0,1], by `steps` ascent steps of size `lr`."
+CRITERIA = ('ce', 'kd')
+
+def _bcast(v, x): return v.view(-1, *[1] * (x.ndim - 1))
+
+def _random_start(x, eps, norm, p, generator=None):
+    "With probability `p` per image, a random point at distance `eps` from x (L2: Gaussian direction; L∞: uniform in the cube), in [0,1]."
+    coin = torch.rand(len(x), generator=generator, device=x.device) < p
+    if norm == 'l2':
+        r = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        r = r * _bcast(eps / r.flatten(1).norm(dim=1).clamp_min(1e-12), x)
+    else: r = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
+    return torch.where(_bcast(coin, x), (x + r).clamp(0, 1), x)
+
+def _ascent_step(xa, g, x, eps, norm, lr):
+    "One projected ascent step from `xa` along the gradient `g`, back into the ε-ball around `x` and into [0,1]."
+    if norm == 'linf': return (x + (xa + lr * g.sign() - x).clamp(-eps, eps)).clamp(0, 1)
+    d = xa + lr * g / _bcast(g.flatten(1).norm(dim=1).clamp_min(1e-12), x) - x
+    return (x + d * _bcast((eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1), x)).clamp(0, 1)
+
+def attack(model, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1, criterion:str='ce', target=None,
+           T:float=4., random_start:float=0., generator=None):
+    "x' = argmax over ‖x'−x‖ ≤ eps (L∞ or L2), x' in [0,1], of CE(model(x'), y) or KD_T(model(x'), target), by `steps` steps of size `lr`."
     if norm not in ('linf', 'l2'): raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if criterion not in CRITERIA: raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     if eps < 0 or lr < 0 or steps < 0: raise ValueError(f"eps, lr and steps must be >= 0, got eps={eps}, lr={lr}, steps={steps}")
+    if not 0 <= random_start <= 1: raise ValueError(f"random_start is a probability in [0, 1], got {random_start}")
     x = x.detach()
     if steps == 0 or eps == 0: return x.clone()
-    xa = x.clone()
+    if criterion == 'kd' and target is None:
+        with torch.no_grad(): target = model(x)
+    xa = _random_start(x, eps, norm, random_start, generator) if random_start > 0 else x.clone()
     for _ in range(steps):
         xa.requires_grad_(True)
         with torch.enable_grad():
-            g, = torch.autograd.grad(F.cross_entropy(model(xa), y), xa)
-        with torch.no_grad():
-            if norm == 'linf':
-                xa = xa + lr * g.sign()
-                xa = x + (xa - x).clamp(-eps, eps)
-            else:
-                gn = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                xa = xa + lr * g / gn
-                d = xa - x
-                dn = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-                xa = x + d * (eps / dn.clamp_min(1e-12)).clamp(max=1)
-            xa = xa.clamp(0, 1)
+            out = model(xa)
+            g, = torch.autograd.grad(F.cross_entropy(out, y) if criterion == 'ce' else kd_loss(out, target, T), xa)
+        with torch.no_grad(): xa = _ascent_step(xa.detach(), g, x, eps, norm, lr)
     return xa.detach()
+
+# %% ../nbs/14_dad.ipynb #1cf6b2a6
+ATTACK_PRESETS = Registry('DAD attack preset')
+ATTACK_PRESETS['authors'] = dict(norm='l2', eps=0.1, lr=0.01, steps=1, start='q', random_start=0.8, criterion='kd', T=4.)
+ATTACK_PRESETS['paper'] = dict(norm='l2', eps=0.1, lr=0.1, steps=1, start='x', random_start=0., criterion='ce', T=4.)
+ATTACK_PRESETS['linf'] = dict(norm='linf', eps=0.1, lr=0.1, steps=1, start='x', random_start=0., criterion='ce', T=4.)
+DEFAULT_PRESET = 'linf'   # until the seeded embedded table says otherwise (see the prose)
+
+def attack_settings(preset:str=DEFAULT_PRESET, **overrides) -> dict:
+    "The attack settings of `preset` (a name in `ATTACK_PRESETS`), with the `overrides` that are not None applied."
+    s = dict(ATTACK_PRESETS[preset])
+    bad = set(overrides) - set(s)
+    if bad: raise TypeError(f"unknown attack settings {sorted(bad)}; valid: {', '.join(s)}")
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    if s['start'] not in ('x', 'q'): raise ValueError(f"start must be 'x' (the image) or 'q' (its reconstruction Q(x)), got {s['start']!r}")
+    return s
 
 # %% ../nbs/14_dad.ipynb #37c5ae77
 def _shard_name(c:int) -> str: return f'shard_{c:06d}.safetensors'
@@ -87,9 +120,13 @@ def _n_items(data):
     return len(data)
 
 @torch.no_grad()
-def dad_chunk(teacher, vq, x, y, eps=0.1, norm='linf', steps=1, lr=0.1):
-    "Eq. 9 on one batch: attack the teacher, discretise with Q, quantise to 8 bits, filter. Returns (uint8 images, keep mask)."
-    xa = attack(teacher, x, y, eps, norm, steps, lr)
+def dad_chunk(teacher, vq, x, y, preset:str=DEFAULT_PRESET, generator=None, **overrides):
+    "Eq. 9 on one batch with an attack `preset`: attack the teacher, discretise with Q, quantise to 8 bits, filter. Returns (uint8 images, keep)."
+    s = attack_settings(preset, **overrides)
+    live = s['steps'] > 0 and s['eps'] > 0
+    x0 = vq(x) if s['start'] == 'q' and live else x
+    target = teacher(x) if s['criterion'] == 'kd' and live else None        # the teacher's prediction on the clean image
+    xa = attack(teacher, x0, y, s['eps'], s['norm'], s['steps'], s['lr'], s['criterion'], target, s['T'], s['random_start'], generator)
     q8 = vq(xa).mul(255).round().to(torch.uint8)
     keep = teacher(q8.float() / 255).argmax(1) == y
     return q8, keep
@@ -109,21 +146,29 @@ def _state(accelerator):
         return PartialState()
     except Exception: return SimpleNamespace(process_index=0, num_processes=1, is_main_process=True, device=torch.device('cpu'), wait_for_everyone=lambda: None)
 
-def generate_dad(teacher, vq:VQDiscretiser, data, out_dir, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1,
-                 chunk_size:int=256, device=None, accelerator=None, num_workers:int=0, max_chunks:int|None=None, progress_bar:bool=True) -> dict:
-    "Generate the DAD samples of `data` (tensors `(x, y)` or a Dataset of `(image, label)`) into `out_dir` as shards; resumable."
+LEGACY_CONFIG = dict(preset='linf', start='x', random_start=0., criterion='ce', T=4., seed=0)   # folders from before presets
+
+def _check_resume(cpath, cfg):
+    "Refuse to resume a generation folder whose config.json holds other settings than `cfg`."
+    if not cpath.exists(): return
+    old = {**LEGACY_CONFIG, **json.loads(cpath.read_text())}
+    diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
+    if diff: raise ValueError(f"{cpath.parent} holds DAD shards generated with other settings {diff} (old, new); use a new out_dir or the same settings to resume")
+
+def generate_dad(teacher, vq:VQDiscretiser, data, out_dir, eps:float|None=None, norm:str|None=None, steps:int|None=None,
+                 lr:float|None=None, chunk_size:int=256, device=None, accelerator=None, num_workers:int=0, max_chunks:int|None=None,
+                 progress_bar:bool=True, preset:str=DEFAULT_PRESET, seed:int=0) -> dict:
+    "Generate the DAD samples of `data` (tensors `(x, y)` or a Dataset) into `out_dir` with attack `preset` (eps/norm/steps/lr override it); resumable."
     teacher = as_teacher(teacher)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     N = _n_items(data)
     if N == 0: raise ValueError("data is empty")
     if chunk_size < 1: raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    cfg = dict(n_items=N, chunk_size=chunk_size, eps=eps, norm=norm, steps=steps, lr=lr, format=1,
+    atk = attack_settings(preset, eps=eps, norm=norm, steps=steps, lr=lr)
+    cfg = dict(n_items=N, chunk_size=chunk_size, preset=preset, **atk, seed=seed, format=1,
                teacher=_fingerprint(teacher), vq=_fingerprint(vq))
     cpath = out / 'config.json'
-    if cpath.exists():
-        old = json.loads(cpath.read_text())
-        diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
-        if diff: raise ValueError(f"{out} holds DAD shards generated with other settings {diff} (old, new); use a new out_dir or the same settings to resume")
+    _check_resume(cpath, cfg)
     st = _state(accelerator)
     if st.is_main_process and not cpath.exists(): atomic_write_json(cfg, cpath)
     dev = torch.device(device) if device is not None else st.device
@@ -138,7 +183,8 @@ def generate_dad(teacher, vq:VQDiscretiser, data, out_dir, eps:float=0.1, norm:s
         lo, hi = c * chunk_size, min(N, (c + 1) * chunk_size)
         x, y = _get_items(data, lo, hi, num_workers)
         x, y = check_images(x.to(dev, non_blocking=True), 'data images'), y.to(dev)
-        q8, keep = dad_chunk(teacher, vq, x, y, eps, norm, steps, lr)
+        g = make_generator(seed * 1_000_003 + c, dev) if atk['random_start'] > 0 else None
+        q8, keep = dad_chunk(teacher, vq, x, y, preset, g, **atk)
         idx = torch.arange(lo, hi, device=dev)[keep]
         blob = save({'images': q8[keep].cpu().contiguous(), 'labels': y[keep].cpu(), 'index': idx.cpu()},
                     metadata={'chunk': str(c), 'n_in': str(hi - lo), 'n_kept': str(int(keep.sum()))})
@@ -206,45 +252,6 @@ class DADShards(Dataset):
         x = torch.cat(xs).float() / 255 if xs else torch.empty(0)
         return x, self.labels, self.index
 
-# %% ../nbs/14_dad.ipynb #1c369b2a
-def _kl(s, t, T):
-    "T²·KL(softmax(t/T) ‖ softmax(s/T)) per sample."
-    return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), reduction='none', log_target=True).sum(-1) * T * T
-
-def _masked_mean(v, mask):
-    if mask is None: return v.mean()
-    m = mask.to(v.dtype)
-    return (v * m).sum() / m.sum().clamp_min(1)
-
-def kd_loss(s, t, T:float=4., mask=None):
-    "Hinton KD: T²·KL(p_t ‖ p_s) at temperature T, averaged over the batch (or over `mask`)."
-    return _masked_mean(_kl(s, t.detach(), T), mask)
-
-def dad_loss(s, t, y, s_dad=None, t_dad=None, T:float=4., a:float=0.5, mask=None):
-    "Eq. 9: CE(s, y) + KD(s, t) + a·KD(s_dad, t_dad); `mask` selects the rows of the DAD batch that hold a sample."
-    loss = F.cross_entropy(s, y) + kd_loss(s, t, T)
-    if s_dad is not None: loss = loss + a * kd_loss(s_dad, t_dad, T, mask)
-    return loss
-
-def _pearson(a, b, eps=1e-8):
-    a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + eps)
-
-def dist_loss(s, t, T:float=1., beta:float=1., gamma:float=1.):
-    "DIST: T²·(β·(1 − mean_i Pearson(p_s[i], p_t[i])) + γ·(1 − mean_j Pearson(p_s[:,j], p_t[:,j])))."
-    ps, pt = F.softmax(s / T, -1), F.softmax(t.detach() / T, -1)
-    inter = 1 - _pearson(ps, pt).mean()
-    intra = 1 - _pearson(ps.T, pt.T).mean()
-    return T * T * (beta * inter + gamma * intra)
-
-def ard_loss(s_aug, t, s, y, T:float=4., alpha:float=0.5, mask=None):
-    "ARD: α·T²·KL(p_t(x) ‖ p_s(x_aug)) + (1−α)·CE(s(x), y)."
-    return alpha * kd_loss(s_aug, t, T, mask) + (1 - alpha) * F.cross_entropy(s, y)
-
-def rslad_loss(s_aug, t, s, alpha:float=5/6, mask=None):
-    "RSLAD: α·KL(p_t(x) ‖ p_s(x_aug)) + (1−α)·KL(p_t(x) ‖ p_s(x)), at T = 1."
-    return alpha * kd_loss(s_aug, t, 1., mask) + (1 - alpha) * kd_loss(s, t, 1.)
-
 # %% ../nbs/14_dad.ipynb #469d3adf
 def dat_example(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1):
     "DAT's sample Q(Q(x) + δ): discretise x, attack the student from Q(x) within the ε-ball around it, discretise again."
@@ -253,11 +260,6 @@ def dat_example(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr
     try: xa = attack(model, xq, y, eps, norm, steps, lr)
     finally: model.train(was)
     with torch.no_grad(): return vq(xa)
-
-def dat_loss(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr:float=0.1):
-    "DAT (eq. 5): CE(θ(x), y) + CE(θ(Q(Q(x) + δ)), y), δ attacking the student from Q(x)."
-    xq = dat_example(model, vq, x, y, eps, norm, steps, lr)
-    return F.cross_entropy(model(x), y) + F.cross_entropy(model(xq), y)
 
 # %% ../nbs/14_dad.ipynb #7c445c4c
 MATERIALISE_BYTES = 2 ** 31   # tensor data up to this size is materialised by default (DAD images + teacher logits in memory)
@@ -302,65 +304,74 @@ class DADPairs(Dataset):
             out += (self.t, td)
         return out
 
-def _tlogits(batch, teacher, x, xd=None):
-    "φ(x) and φ(x_dad) (None without `xd`): the batch's precomputed logits, else one no-grad forward of the frozen teacher."
-    if len(batch) >= 6: return batch[4], batch[5]
+def _tlogits(batch, teacher, x, xd=None, keep=None):
+    "φ(x) and φ of the kept DAD images `xd` (None without `xd`): the batch's precomputed logits, else one no-grad teacher forward."
+    if len(batch) >= 6: return batch[4], (None if xd is None else batch[5][keep])
     if teacher is None: raise ValueError("this method distils: pass a teacher (to distil / method_loss, or DADPairs(..., teacher=...))")
-    with torch.no_grad(): return teacher(x), (teacher(xd) if xd is not None else None)
+    with torch.no_grad():
+        t = teacher(x)
+        return t, (None if xd is None else teacher(xd) if len(xd) else t[:0])
+
+def _kept(batch):
+    "x, y, the kept DAD images x_dad[has_dad], and has_dad: filtered-out rows (placeholders) are never forwarded."
+    x, y, xd, keep = batch[:4]; keep = keep.bool()
+    return x, y, xd[keep], keep
+
+def _forward(model, *xs):
+    "One forward pass of the student over the concatenated batches `xs` (one BatchNorm batch), split back."
+    return model(torch.cat(xs)).split([len(z) for z in xs])
 
 METHODS = Registry('DAD method')
 
 @METHODS.register('ce')
-def _ce(model, batch, teacher=None, vq=None, **hp): return F.cross_entropy(model(batch[0]), batch[1])
+def _plain(model, batch, teacher=None, vq=None, **hp): return ce(model(batch[0]), batch[1])
 
 @METHODS.register('kd')
-def _kd(model, batch, teacher=None, vq=None, T=4., **hp):
+def _kd(model, batch, teacher=None, vq=None, T=4., a=0.5, **hp):
     x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x)
-    s = model(x); return F.cross_entropy(s, y) + kd_loss(s, t, T)
+    return vanilla_kd_loss(model(x), t, y, T, a)
 
 @METHODS.register('dist')
 def _dist(model, batch, teacher=None, vq=None, T=1., beta=1., gamma=1., **hp):
     x, y = batch[0], batch[1]; t, _ = _tlogits(batch, teacher, x)
-    s = model(x); return F.cross_entropy(s, y) + dist_loss(s, t, T, beta, gamma)
-
-def _split(model, x, xd):
-    s = model(torch.cat([x, xd])); return s[:len(x)], s[len(x):]
+    s = model(x); return ce(s, y) + dist_loss(s, t, T, beta, gamma)
 
 @METHODS.register('ard')
 def _ard(model, batch, teacher=None, vq=None, T=4., alpha=0.5, **hp):
-    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x)
-    s, sd = _split(model, x, xd); return ard_loss(sd, t, s, y, T, alpha, m)
+    x, y, xd, keep = _kept(batch); t, _ = _tlogits(batch, teacher, x)
+    s, sd = _forward(model, x, xd); return ard_loss(sd, t, s, y, T, alpha, keep)
 
 @METHODS.register('rslad')
 def _rslad(model, batch, teacher=None, vq=None, alpha=5/6, **hp):
-    x, y, xd, m = batch[:4]; t, _ = _tlogits(batch, teacher, x)
-    s, sd = _split(model, x, xd); return rslad_loss(sd, t, s, alpha, m)
+    x, y, xd, keep = _kept(batch); t, _ = _tlogits(batch, teacher, x)
+    s, sd = _forward(model, x, xd); return rslad_loss(sd, t, s, alpha, keep)
 
 @METHODS.register('dad')
 def _dad(model, batch, teacher=None, vq=None, T=4., a=0.5, **hp):
-    x, y, xd, m = batch[:4]; t, td = _tlogits(batch, teacher, x, xd)
-    s, sd = _split(model, x, xd); return dad_loss(s, t, y, sd, td, T, a, m)
+    x, y, xd, keep = _kept(batch); t, td = _tlogits(batch, teacher, x, xd, keep)
+    s, sd = _forward(model, x, xd); return dad_loss(s, t, y, sd, td, T, a)
 
 METHODS['vqgan_sample'] = _dad
 
 @METHODS.register('dad_aug')
 def _dad_aug(model, batch, teacher=None, vq=None, **hp):
-    x, y, xd, m = batch[:4]
-    s, sd = _split(model, x, xd)
-    return F.cross_entropy(s, y) + _masked_mean(F.cross_entropy(sd, y, reduction='none'), m)
+    x, y, xd, keep = _kept(batch)
+    s, sd = _forward(model, x, xd); return dad_aug_loss(s, y, sd, y[keep])
 
 @METHODS.register('dat')
 def _dat(model, batch, teacher=None, vq=None, eps=0.1, norm='linf', steps=1, lr=0.1, **hp):
     if vq is None: raise ValueError("DAT attacks the student through the discretiser: pass vq")
-    return dat_loss(model, vq, batch[0], batch[1], eps, norm, steps, lr)
+    x, y = batch[0], batch[1]
+    xq = dat_example(model, vq, x, y, eps, norm, steps, lr)
+    return dat_loss(model(x), model(xq), y)
 
 @METHODS.register('dat+dad')
 def _datdad(model, batch, teacher=None, vq=None, T=4., a=0.5, eps=0.1, norm='linf', steps=1, lr=0.1, **hp):
     if vq is None: raise ValueError("DAT+DAD attacks the student through the discretiser: pass vq")
-    x, y, xd, m = batch[:4]; t, td = _tlogits(batch, teacher, x, xd)
+    x, y, xd, keep = _kept(batch); t, td = _tlogits(batch, teacher, x, xd, keep)
     xq = dat_example(model, vq, x, y, eps, norm, steps, lr)
-    s = model(torch.cat([x, xd, xq])); n = len(x)
-    return dad_loss(s[:n], t, y, s[n:2*n], td, T, a, m) + a * F.cross_entropy(s[2*n:], y)
+    s, sd, sq = _forward(model, x, xd, xq)
+    return dat_dad_loss(s, t, y, sd, td, sq, T, a)
 
 def _on(m, device):
     "Module `m` on `device` (moved once, when its first parameter or buffer is elsewhere); anything else as is."
@@ -379,78 +390,6 @@ def method_loss(name:str, teacher=None, vq=None, **hp):
         return f(model, batch, teacher=_on(teacher, dev), vq=_on(vq, dev), **hp)
     return loss_fn
 
-# %% ../nbs/14_dad.ipynb #8d57abe5
-def _read_classes(spec):
-    "`--classes`: a file of `<folder> [readable name]` lines, or a comma-separated list of folders. Returns (folders, names)."
-    if spec is None: return None, None
-    p = Path(spec)
-    rows = [l.split(None, 1) for l in p.read_text().splitlines() if l.strip()] if p.is_file() else [[c.strip()] for c in str(spec).split(',') if c.strip()]
-    return [r[0] for r in rows], [r[1].strip() if len(r) > 1 else r[0] for r in rows]
-
-def _load_data(spec, n=None, size=None, seed=0, classes=None):
-    "`--data` as (tensors `(x, y)` or a Dataset of `(image, label)`, class folders, readable class names)."
-    if spec == 'embedded':
-        from robust_nb.synthetic import SyntheticDataset, CLASSES
-        ds = SyntheticDataset('photo', n or 1000, size=size or 16, seed=seed, split='train', cache=True)
-        x, y = ds.tensors(); return (x, y), list(CLASSES), list(CLASSES)
-    if Path(spec).is_dir():
-        from robust_nb.data import image_folder
-        folders, names = _read_classes(classes)
-        ds, folders = image_folder(spec, folders, size or 224)
-        if n is not None: ds = torch.utils.data.Subset(ds, range(min(n, len(ds))))
-        return ds, folders, names or folders
-    from robust_nb.core import safe_load
-    d = safe_load(spec)
-    if not isinstance(d, dict) or 'x' not in d or 'y' not in d: raise ValueError(f"{spec} must hold a dict with 'x' [N,3,H,W] and 'y' [N] (integer labels), or be an ImageFolder root")
-    x = d['x'].float() / 255 if d['x'].dtype == torch.uint8 else d['x']
-    return (x[:n], d['y'][:n].long()), d.get('class_names'), d.get('class_names')
-
-def _load_teacher(spec, class_names, num_classes):
-    kind, _, rest = spec.partition(':')
-    if kind == 'embedded':
-        return foundation_teacher()
-    name, _, weights = rest.partition(':')
-    if kind == 'clip':
-        if not class_names: raise ValueError("a zero-shot CLIP teacher needs class names (the data file's 'class_names', or an ImageFolder's --classes)")
-        return clip_teacher(name, weights or None, class_names)
-    if kind == 'timm':
-        from robust_nb.models import timm_classifier
-        return as_teacher(timm_classifier(name, num_classes, weights or False))
-    raise ValueError(f"--teacher must be clip:<name>:<weights>, timm:<name>:<weights> or embedded, got {spec!r}")
-
-EMBEDDED_VQ = dict(size=16, n=1000, epochs=12, config='tiny-f2', batch_size=32, lr=3e-3)   # the embedded benchmark's Q
-
-def _load_vq(spec):
-    from robust_nb.vqgan import embedded_vq, load_vq, load_taming_vqgan
-    if spec == 'embedded': return embedded_vq(**EMBEDDED_VQ)
-    if str(spec).endswith('.safetensors'):
-        from safetensors import safe_open
-        with safe_open(spec, 'pt') as f:
-            if 'config' in (f.metadata() or {}): return load_vq(spec)
-    return load_taming_vqgan(spec)
-
-def generate_main(argv=None):
-    "Console script `robust_nb_dad_generate`."
-    p = argparse.ArgumentParser(prog='robust_nb_dad_generate', description="Generate DAD samples (eq. 9): attack the teacher, discretise, filter; resumable shards.")
-    p.add_argument('--out', required=True, help='output folder (resumes if it exists)')
-    p.add_argument('--teacher', default='embedded'); p.add_argument('--vq', default='embedded')
-    p.add_argument('--data', default='embedded', help="'embedded', a .pt file {'x', 'y'}, or an ImageFolder root <folder>/<class>/<image>")
-    p.add_argument('--classes', default=None, help="ImageFolder class order: a file of '<folder> [name]' lines or a comma-separated list")
-    p.add_argument('--size', type=int, default=None, help='image size: embedded renders at it (16), an ImageFolder is resized + center-cropped to it (224)')
-    p.add_argument('--n', type=int, default=None)
-    p.add_argument('--eps', type=float, default=0.1); p.add_argument('--norm', choices=['linf', 'l2'], default='linf')
-    p.add_argument('--steps', type=int, default=1); p.add_argument('--lr', type=float, default=0.1)
-    p.add_argument('--chunk-size', type=int, default=256); p.add_argument('--num-workers', type=int, default=0)
-    p.add_argument('--device', default=None)
-    a = p.parse_args(argv)
-    data, folders, names = _load_data(a.data, a.n, a.size, classes=a.classes)
-    nc = len(names) if names else int(data[1].max()) + 1
-    man = generate_dad(_load_teacher(a.teacher, names, nc), _load_vq(a.vq), data, a.out, eps=a.eps, norm=a.norm, steps=a.steps,
-                       lr=a.lr, chunk_size=a.chunk_size, device=a.device, num_workers=a.num_workers)
-    if man and folders: atomic_write_json(dict(classes=folders, class_names=names), Path(a.out) / 'classes.json')
-    if man: print(f"{man['n_kept']}/{man['n_in']} samples kept ({man['kept_fraction']:.1%}) in {a.out}; complete={man['complete']}")
-    return man
-
 # %% ../nbs/14_dad.ipynb #bf0763c0
 def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:int=10, batch_size:int=128, lr:float=1e-3,
            seed:int=0, hp:dict|None=None, **fit_kw) -> nn.Module:
@@ -464,28 +403,3 @@ def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:i
     torch.manual_seed(seed)
     res = fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
     return res.model.eval()
-
-# %% ../nbs/14_dad.ipynb #cd25a112
-from .models import small_cnn   # shared with the embedded teachers
-
-def _flip(x):
-    "Random horizontal flip of half the batch (teacher training augmentation)."
-    m = torch.rand(len(x), device=x.device) < .5
-    return torch.where(m.view(-1, 1, 1, 1), x.flip(-1), x)
-
-def foundation_teacher(n_per_domain:int=1000, domains=('photo', 'sketch', 'rendition'), epochs:int=6, size:int=16, seed:int=0,
-                       width:int=16, batch_size:int=32, lr:float=2e-3, **fit_kw) -> Teacher:
-    "The embedded 'foundation-like' teacher: a `small_cnn` trained on photo+sketch+rendition train images (cached)."
-    from robust_nb.synthetic import render, NUM_CLASSES
-    from robust_nb.core import safe_load, atomic_save
-    from robust_nb.engine import fit
-    path = cache_dir('dad') / f"teacher_cnn{width}_{'-'.join(domains)}_n{n_per_domain}_e{epochs}_b{batch_size}_s{size}_seed{seed}.pt"
-    torch.manual_seed(seed)
-    model = small_cnn(NUM_CLASSES, width)
-    if path.exists():
-        model.load_state_dict(safe_load(path)); return Teacher(model)
-    xs, ys = zip(*[render(d, n_per_domain, size=size, seed=seed, split='train') for d in domains])
-    fit(model, lambda m, b: F.cross_entropy(m(_flip(b[0])), b[1]), (torch.cat(xs), torch.cat(ys)), epochs=epochs,
-         batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
-    atomic_save(model.state_dict(), path)
-    return Teacher(model)

@@ -4,65 +4,15 @@ from types import SimpleNamespace
 import numpy as np
 from safetensors.torch import load_file
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
-from robust_nb.dad import (Teacher, as_teacher, attack, generate_dad, DADShards, DADPairs, write_manifest, kd_loss, dad_loss,
-                           dist_loss, ard_loss, rslad_loss, dat_loss, dat_example, METHODS, method_loss, generate_main)
+from robust_nb.dad import (Teacher, as_teacher, attack, generate_dad, DADShards, DADPairs, write_manifest, dat_example, METHODS,
+                           method_loss, ATTACK_PRESETS, DEFAULT_PRESET, attack_settings, dad_chunk)
+from robust_nb.losses import dad_loss, ard_loss
+from robust_nb.core import make_generator
 
 def np_kl(p, q): return float(np.sum(p * np.log(p / q)))
 def np_softmax(z): e = np.exp(z - z.max(-1, keepdims=True)); return e / e.sum(-1, keepdims=True)
 
-# ---------------------------------------------------------------- losses
-S = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]])
-T_ = torch.tensor([[2.0, 0.1, -0.3], [-0.4, 1.5, 0.2]])
-Y = torch.tensor([0, 1])
-
-def test_kd_direction_and_t2_scaling():
-    # s = (0,0), t = (4 log 3, 0) at T=4: p_t = (3/4, 1/4), p_s = (1/2, 1/2); KD = 16 * KL(p_t || p_s)
-    s, t = torch.zeros(1, 2), torch.tensor([[4 * math.log(3), 0.]])
-    expect = 16 * (.75 * math.log(.75 / .5) + .25 * math.log(.25 / .5))
-    assert kd_loss(s, t, T=4).item() == pytest.approx(expect, rel=1e-6)
-    # KL(p_teacher || p_student), not the reverse
-    ps, pt = np_softmax(S.numpy() / 4), np_softmax(T_.numpy() / 4)
-    fwd = 16 * np.mean([np_kl(pt[i], ps[i]) for i in range(2)])
-    rev = 16 * np.mean([np_kl(ps[i], pt[i]) for i in range(2)])
-    assert kd_loss(S, T_).item() == pytest.approx(fwd, rel=1e-5) and abs(fwd - rev) > 1e-3
-
-def test_kd_no_gradient_to_teacher():
-    t = T_.clone().requires_grad_(); s = S.clone().requires_grad_()
-    kd_loss(s, t).backward()
-    assert t.grad is None and s.grad.abs().sum() > 0
-
-def test_dad_loss_hand_computed():
-    sd, td = S.flip(0), T_.flip(0)
-    m = torch.tensor([True, False])
-    ce = -np.mean([np.log(np_softmax(S.numpy())[i, Y[i]]) for i in range(2)])
-    kd = 16 * np.mean([np_kl(np_softmax(T_.numpy() / 4)[i], np_softmax(S.numpy() / 4)[i]) for i in range(2)])
-    kd_dad = 16 * np_kl(np_softmax(td.numpy() / 4)[0], np_softmax(sd.numpy() / 4)[0])   # only the masked-in row
-    got = dad_loss(S, T_, Y, sd, td, T=4, a=0.5, mask=m).item()
-    assert got == pytest.approx(ce + kd + 0.5 * kd_dad, rel=1e-5)
-    # no CE on DAD samples: the DAD term vanishes when the student matches the teacher there, whatever the labels
-    assert dad_loss(S, T_, Y, td, td).item() == pytest.approx(ce + kd, rel=1e-5)
-
-def test_dist_loss_hand_computed():
-    ps, pt = np_softmax(S.numpy()), np_softmax(T_.numpy())
-    inter = 1 - np.mean([np.corrcoef(ps[i], pt[i])[0, 1] for i in range(2)])
-    intra = 1 - np.mean([np.corrcoef(ps[:, j], pt[:, j])[0, 1] for j in range(3)])
-    assert dist_loss(S, T_).item() == pytest.approx(inter + intra, rel=1e-4)
-    assert dist_loss(S, T_, beta=2, gamma=0).item() == pytest.approx(2 * inter, rel=1e-4)
-    ps2, pt2 = np_softmax(S.numpy() / 2), np_softmax(T_.numpy() / 2)
-    inter2 = 1 - np.mean([np.corrcoef(ps2[i], pt2[i])[0, 1] for i in range(2)])
-    intra2 = 1 - np.mean([np.corrcoef(ps2[:, j], pt2[:, j])[0, 1] for j in range(3)])
-    assert dist_loss(S, T_, T=2).item() == pytest.approx(4 * (inter2 + intra2), rel=1e-4)
-    assert dist_loss(T_, T_).item() == pytest.approx(0, abs=1e-6)
-
-def test_ard_rslad_hand_computed():
-    s_aug = S + torch.tensor([[0.5, 0, 0], [0, 0, 0.7]])
-    ce = -np.mean([np.log(np_softmax(S.numpy())[i, Y[i]]) for i in range(2)])
-    kd4 = 16 * np.mean([np_kl(np_softmax(T_.numpy() / 4)[i], np_softmax(s_aug.numpy() / 4)[i]) for i in range(2)])
-    assert ard_loss(s_aug, T_, S, Y, T=4, alpha=0.5).item() == pytest.approx(0.5 * kd4 + 0.5 * ce, rel=1e-5)
-    kl_aug = np.mean([np_kl(np_softmax(T_.numpy())[i], np_softmax(s_aug.numpy())[i]) for i in range(2)])
-    kl_nat = np.mean([np_kl(np_softmax(T_.numpy())[i], np_softmax(S.numpy())[i]) for i in range(2)])
-    assert rslad_loss(s_aug, T_, S).item() == pytest.approx(5 / 6 * kl_aug + 1 / 6 * kl_nat, rel=1e-5)
-
+# ---------------------------------------------------------------- losses: see tests/test_losses.py
 class Lin(nn.Module):
     def __init__(self):
         super().__init__(); self.fc = nn.Linear(12, 3)
@@ -85,7 +35,7 @@ def test_dat_loss_and_no_param_grad_from_attack():
     m = Lin(); x = torch.rand(4, 3, 2, 2) * .6 + .2; y = torch.tensor([0, 1, 2, 0])
     xa = attack(m, x, y)
     expect = F.cross_entropy(m(x), y) + F.cross_entropy(m(xa), y)
-    loss = dat_loss(m, Id(), x, y)
+    loss = METHODS['dat'](m, (x, y), vq=Id())
     assert all(q.grad is None for q in m.parameters())
     torch.testing.assert_close(loss, expect)
     vq = Id(); vq.grad = 'none'
@@ -100,9 +50,9 @@ def test_methods_run_and_agree_with_losses():
         loss = method_loss(name, teacher=teacher, vq=Id())(m, batch)
         assert loss.ndim == 0 and torch.isfinite(loss), name
     with torch.no_grad(): t, td = teacher(x), teacher(xd)
-    torch.testing.assert_close(method_loss('dad', teacher)(m, batch), dad_loss(m(x), t, y, m(xd), td, mask=has))
-    torch.testing.assert_close(method_loss('dad')(m, batch + (t, td)), dad_loss(m(x), t, y, m(xd), td, mask=has))  # cached logits
-    torch.testing.assert_close(method_loss('ard', teacher)(m, batch), ard_loss(m(xd), t, m(x), y, mask=has))
+    torch.testing.assert_close(method_loss('dad', teacher)(m, batch), dad_loss(m(x), t, y, m(xd[has]), td[has]))
+    torch.testing.assert_close(method_loss('dad')(m, batch + (t, td)), dad_loss(m(x), t, y, m(xd[has]), td[has]))  # cached logits
+    torch.testing.assert_close(method_loss('ard', teacher)(m, batch), ard_loss(m(xd[has]), t, m(x), y, keep=has))
     aug = F.cross_entropy(m(x), y) + F.cross_entropy(m(xd)[has], y[has])
     torch.testing.assert_close(method_loss('dad_aug')(m, batch), aug)
     with pytest.raises(ValueError, match='pass a teacher'): method_loss('kd')(m, batch)
@@ -227,17 +177,6 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match='equal length'):
         generate_dad(Level(), Id(), (torch.rand(3, 3, 4, 4), torch.tensor([0, 1])), tmp_path, progress_bar=False)
 
-def test_cli(tmp_path):
-    from robust_nb.vqgan import VQDiscretiser, vq_model, save_vq
-    torch.manual_seed(0)
-    save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), tmp_path / 'vq.safetensors')
-    x, y = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8), torch.arange(10) % 3
-    torch.save({'x': x, 'y': y}, tmp_path / 'data.pt')
-    man = generate_main(['--out', str(tmp_path / 'out'), '--teacher', 'timm:test_resnet', '--vq', str(tmp_path / 'vq.safetensors'),
-                         '--data', str(tmp_path / 'data.pt'), '--chunk-size', '4'])
-    assert man['complete'] and man['n_in'] == 10 and len(man['shards']) == 3
-    assert json.loads((tmp_path / 'out' / 'config.json').read_text())['lr'] == 0.1   # the paper's attack lr, not 0.01
-
 def test_imagenet_c_not_resized_again(tmp_path):
     "Pitfall: ImageNet-C images are already 224 px; robust_nb.data.imagenet_c loads them pixel-exact, with no Resize+CenterCrop."
     data = pytest.importorskip('robust_nb.data')
@@ -254,7 +193,7 @@ def test_imagenet_c_not_resized_again(tmp_path):
         s = data.imagenet_c(tmp_path, 'gaussian_noise', 3, strict=False); [s.dataset[i] for i in range(len(s.dataset))]
 
 def test_small_cnn_normalises_inside():
-    from robust_nb.dad import small_cnn
+    from robust_nb.models import small_cnn
     m = small_cnn(10).eval()
     x = torch.rand(2, 3, 16, 16)
     assert m(x).shape == (2, 10)
@@ -288,9 +227,9 @@ def small_batch(seed=0):
 
 class Spy(nn.Module):
     "Counts calls and records whether autograd was on (grad mode or a grad-requiring input)."
-    def __init__(self, inner): super().__init__(); self.inner, self.calls, self.grad = inner, 0, []
+    def __init__(self, inner): super().__init__(); self.inner, self.calls, self.grad, self.sizes = inner, 0, [], []
     def forward(self, x):
-        self.calls += 1; self.grad.append(torch.is_grad_enabled() and x.requires_grad)
+        self.calls += 1; self.grad.append(torch.is_grad_enabled() and x.requires_grad); self.sizes.append(len(x))
         return self.inner(x)
 
 def test_attack_steps0_and_one_step_hand_computed():
@@ -321,11 +260,11 @@ def test_method_wrappers_hand_computed():
     intra = 1 - np.mean([np.corrcoef(ps[:, j], pt[:, j])[0, 1] for j in range(3)])
     expect = {
         'ce': ce,
-        'kd': ce + np_kd_rows(T, S, 4).mean(),                                           # CE + 1·KD, T = 4
+        'kd': .5 * ce + .5 * np_kd_rows(T, S, 4).mean(),                                 # the authors' 0.5·CE + 0.5·KD, T = 4
         'dist': ce + inter + intra,                                                      # T = 1, β = γ = 1
         'ard': .5 * np_kd_rows(T, SD, 4)[h].mean() + .5 * ce,                            # student on x_dad vs teacher on x
         'rslad': 5 / 6 * np_kd_rows(T, SD, 1)[h].mean() + 1 / 6 * np_kd_rows(T, S, 1).mean(),
-        'dad': ce + np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean(),
+        'dad': ce + .5 * np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean(),   # Appendix C: a on both KLs
         'dad_aug': ce + float(np.mean([-np.log(np_softmax(SD)[i, yn[i]]) for i in range(4) if h[i]])),
     }
     for name, exp in expect.items():
@@ -334,7 +273,7 @@ def test_method_wrappers_hand_computed():
     for name in ('kd', 'dist', 'ard', 'rslad', 'dad'):
         assert method_loss(name)(m, cached).item() == pytest.approx(expect[name], rel=1e-4), name
     # hyper-parameters pass through: KD at T = 2, and ARD's published T = 30, α = 1 (no CE)
-    assert method_loss('kd', teacher, T=2.)(m, batch).item() == pytest.approx(ce + np_kd_rows(T, S, 2).mean(), rel=1e-4)
+    assert method_loss('kd', teacher, T=2.)(m, batch).item() == pytest.approx(.5 * ce + .5 * np_kd_rows(T, S, 2).mean(), rel=1e-4)
     assert method_loss('ard', teacher, T=30., alpha=1.)(m, batch).item() == pytest.approx(np_kd_rows(T, SD, 30)[h].mean(), rel=1e-4)
 
 class Q4(nn.Module):
@@ -353,7 +292,7 @@ def test_dat_and_dat_dad_hand_computed():
     XQ = np.round(4 * np.clip(Q0 + 0.2 * np.sign(G), 0, 1)) / 4
     S, SD, SQ, T, TD = X @ Ws.T, XD @ Ws.T, XQ @ Ws.T, X @ Wt.T, XD @ Wt.T
     dat = np_ce(S, yn) + np_ce(SQ, yn)
-    datdad = np_ce(S, yn) + np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean() + .5 * np_ce(SQ, yn)
+    datdad = np_ce(S, yn) + .5 * np_kd_rows(T, S, 4).mean() + .5 * np_kd_rows(TD, SD, 4)[h].mean() + .5 * np_ce(SQ, yn)
     np.testing.assert_array_equal(np_flat(dat_example(m, Q4(), x, y, eps=.2, lr=.2)), XQ)
     assert method_loss('dat', vq=Q4(), eps=.2, lr=.2)(m, batch).item() == pytest.approx(dat, rel=1e-5)
     assert method_loss('dat+dad', teacher, Q4(), eps=.2, lr=.2)(m, batch).item() == pytest.approx(datdad, rel=1e-5)
@@ -381,10 +320,11 @@ def test_vqgan_sampling_without_gradients(tmp_path):
     batch = torch.utils.data.default_collate([pairs[i] for i in range(8)])
     Ws, Wt, yn = W_S.double().numpy(), W_T.double().numpy(), y.numpy()
     X = np_flat(x)
-    exp = np_ce(X @ Ws.T, yn) + np_kd_rows(X @ Wt.T, X @ Ws.T, 4).mean() + .5 * np_kd_rows(Q8[:4] @ Wt.T, Q8[:4] @ Ws.T, 4).mean()
+    exp = np_ce(X @ Ws.T, yn) + .5 * np_kd_rows(X @ Wt.T, X @ Ws.T, 4).mean() + .5 * np_kd_rows(Q8[:4] @ Wt.T, Q8[:4] @ Ws.T, 4).mean()
     assert method_loss('vqgan_sample')(m, batch).item() == pytest.approx(exp, rel=1e-5)
     assert method_loss('vqgan_sample', tnet)(m, batch[:4]).item() == pytest.approx(exp, rel=1e-5)   # teacher per batch
 
+# (the robust_nb_dad_generate console script is tested in tests/test_cli.py)
 # ---------------------------------------------------------------- lazy DADPairs + distil
 class ItemDS(torch.utils.data.Dataset):
     def __init__(self, x, y): self.x, self.y = x, y
@@ -444,19 +384,91 @@ def test_image_folder_explicit_integer_labels(tmp_path):
     sh = DADShards(tmp_path / 'out')
     assert man['n_kept'] == 24 and sh.labels.tolist() == [i // 2 for i in range(24)] and sh.labels.dtype == torch.int64
 
-def test_cli_image_folder(tmp_path):
-    pytest.importorskip('torchvision')
-    from robust_nb.vqgan import VQDiscretiser, vq_model, save_vq
-    make_folder(tmp_path / 'imgs')
-    torch.manual_seed(0)
-    save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), tmp_path / 'vq.safetensors')
-    (tmp_path / 'classes.txt').write_text(''.join(f'{c} shape number {c}\n' for c in reversed(range(12))))   # explicit order
-    out = tmp_path / 'out'
-    man = generate_main(['--out', str(out), '--teacher', 'timm:test_resnet', '--vq', str(tmp_path / 'vq.safetensors'),
-                         '--data', str(tmp_path / 'imgs'), '--classes', str(tmp_path / 'classes.txt'), '--size', '16', '--chunk-size', '10'])
-    assert man['complete'] and man['n_in'] == 24 and len(man['shards']) == 3
-    cj = json.loads((out / 'classes.json').read_text())
-    assert cj['classes'] == [str(c) for c in reversed(range(12))] and cj['class_names'][0] == 'shape number 11'
-    sh = DADShards(out)
-    assert sh.labels.tolist() == (sh.index // 2).tolist()             # item i is in folder 11 - i//2, label i//2
-    assert all(sh[i][0].shape == (3, 16, 16) for i in range(len(sh)))
+# ---------------------------------------------------------------- attack presets (issue 15)
+class Half(nn.Module):
+    "An affine 'discretiser' Q(x) = x/2 + 1/4: exact, so Q(Q(x) + δ) can be written down by hand."
+    def forward(self, x): return x / 2 + .25
+
+def _unit(G): return G / np.linalg.norm(G, axis=1, keepdims=True)
+
+def test_presets_registered_and_default():
+    assert set(ATTACK_PRESETS) == {'authors', 'paper', 'linf'} and DEFAULT_PRESET == 'linf'
+    assert attack_settings('authors') == dict(norm='l2', eps=0.1, lr=0.01, steps=1, start='q', random_start=0.8, criterion='kd', T=4.)
+    assert attack_settings('paper') == dict(norm='l2', eps=0.1, lr=0.1, steps=1, start='x', random_start=0., criterion='ce', T=4.)
+    with pytest.raises(KeyError, match='valid names'): attack_settings('pgd')
+    with pytest.raises(TypeError, match='valid: norm'): attack_settings('linf', step=2)
+
+def test_preset_linf_one_step_hand_computed():
+    tnet = lin(W_T); x, y, _, _ = small_batch()
+    X, W = np_flat(x), W_T.double().numpy()
+    G = (np_softmax(X @ W.T) - np.eye(3)[y.numpy()]) @ W                     # dCE/dx of the teacher
+    exp = np.clip(X + 0.1 * np.sign(G), 0, 1)                                 # one L∞ sign step of 0.1 from x
+    q8, _ = dad_chunk(tnet, Id(), x, y, 'linf')
+    np.testing.assert_allclose(np_flat(q8.float() / 255), exp, rtol=0, atol=.51 / 255)
+
+def test_preset_paper_one_step_hand_computed():
+    tnet = lin(W_T); x, y, _, _ = small_batch()
+    X, W = np_flat(x), W_T.double().numpy()
+    G = (np_softmax(X @ W.T) - np.eye(3)[y.numpy()]) @ W
+    exp = .5 * np.clip(X + 0.1 * _unit(G), 0, 1) + .25                       # one L2 step of length 0.1 from x, then Q
+    q8, _ = dad_chunk(tnet, Half(), x, y, 'paper')
+    np.testing.assert_allclose(np_flat(q8.float() / 255), exp, rtol=0, atol=.51 / 255)
+
+def test_preset_authors_one_step_hand_computed():
+    "From Q(x), maximise 16·KL(softmax(φ(x)/4) ‖ softmax(φ(x')/4)) by one L2 step of 0.01 in the 0.1-ball around Q(x)."
+    tnet = lin(W_T); x, y, _, _ = small_batch()
+    X, W = np_flat(x), W_T.double().numpy()
+    Q0 = X / 2 + .25
+    def grad(Z):                         # d/dz of T²·KL(p_t ‖ softmax(Wz/T)) per row: T·W^T(q − p_t) (the 1/B never matters)
+        return (np_softmax((Z @ W.T) / 4) - np_softmax((X @ W.T) / 4)) @ W
+    # no random start: x' = Q(x) + 0.01·g/‖g‖, then Q again
+    exp = .5 * (Q0 + 0.01 * _unit(grad(Q0))) + .25
+    q8, _ = dad_chunk(tnet, Half(), x, y, 'authors', random_start=0.)
+    np.testing.assert_allclose(np_flat(q8.float() / 255), exp, rtol=0, atol=.51 / 255)
+    # random start for every image: a point on the 0.1-sphere around Q(x) (Gaussian direction), one step, back onto the ball
+    g = make_generator(3); torch.rand(len(x), generator=g); n = np_flat(torch.randn(x.shape, generator=g))
+    R = Q0 + 0.1 * _unit(n)
+    D = R + 0.01 * _unit(grad(R)) - Q0
+    XA = Q0 + D * np.minimum(1, 0.1 / np.linalg.norm(D, axis=1, keepdims=True))
+    q8, _ = dad_chunk(tnet, Half(), x, y, 'authors', make_generator(3), random_start=1.)
+    np.testing.assert_allclose(np_flat(q8.float() / 255), .5 * XA + .25, rtol=0, atol=.51 / 255)
+    # the 80% coin is per image and seeded: the same generator seed gives the same batch
+    a, _ = dad_chunk(tnet, Half(), x, y, 'authors', make_generator(5)); b, _ = dad_chunk(tnet, Half(), x, y, 'authors', make_generator(5))
+    assert torch.equal(a, b)
+
+def test_generation_records_preset_and_refuses_other_settings(tmp_path):
+    x, y = level_data(reps=2)
+    man = generate_dad(Level(), Half(), (x, y), tmp_path / 'a', preset='authors', chunk_size=10, max_chunks=1, progress_bar=False)
+    cfg = json.loads((tmp_path / 'a' / 'config.json').read_text())
+    assert cfg['preset'] == 'authors' and cfg['start'] == 'q' and cfg['criterion'] == 'kd' and cfg['random_start'] == .8
+    assert man['config']['preset'] == 'authors' and cfg['seed'] == 0
+    for kw in (dict(preset='paper'), dict(preset='linf'), dict(preset='authors', seed=1), dict(preset='authors', lr=.1)):
+        with pytest.raises(ValueError, match='other settings'):
+            generate_dad(Level(), Half(), (x, y), tmp_path / 'a', chunk_size=10, progress_bar=False, **kw)
+    done = generate_dad(Level(), Half(), (x, y), tmp_path / 'a', preset='authors', chunk_size=10, progress_bar=False)
+    assert done['complete']
+    ref = generate_dad(Level(), Half(), (x, y), tmp_path / 'b', preset='authors', chunk_size=10, progress_bar=False)
+    for c in range(3):                    # seeded random starts: a resumed run equals an uninterrupted one, bit for bit
+        a, b = (load_file(str(tmp_path / d / f'shard_{c:06d}.safetensors')) for d in ('a', 'b'))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+def test_legacy_folder_resumes_as_linf(tmp_path):
+    x, y = level_data(reps=2)
+    generate_dad(Level(), Id(), (x, y), tmp_path, chunk_size=10, max_chunks=1, progress_bar=False)
+    p = tmp_path / 'config.json'; cfg = json.loads(p.read_text())
+    for k in ('preset', 'start', 'random_start', 'criterion', 'T', 'seed'): cfg.pop(k)      # as written before presets existed
+    p.write_text(json.dumps(cfg))
+    assert generate_dad(Level(), Id(), (x, y), tmp_path, chunk_size=10, progress_bar=False)['complete']
+    with pytest.raises(ValueError, match='other settings'):
+        generate_dad(Level(), Id(), (x, y), tmp_path, preset='paper', chunk_size=10, progress_bar=False)
+
+def test_filtered_items_are_not_forwarded():
+    "BatchNorm sees the B training images and the kept DAD samples once each, never the placeholders of dropped ones."
+    teacher = as_teacher(lin(W_T)); x, y, xd, has = small_batch(); batch = (x, y, xd, has)
+    for name in ('ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat+dad'):
+        m = Spy(lin(W_S))
+        method_loss(name, teacher, Q4())(m, batch)
+        want = len(x) + int(has.sum()) + (len(x) if name == 'dat+dad' else 0)   # DAT+DAD also forwards x_adv (one per image)
+        assert m.sizes[-1] == want, (name, m.sizes)
+    none = (x, y, xd, torch.zeros(4, dtype=torch.bool))                        # a batch without any kept sample
+    assert torch.isfinite(method_loss('dad', teacher)(lin(W_S), none))
