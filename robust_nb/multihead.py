@@ -4,34 +4,32 @@
 
 # %% ../nbs/11_multihead.ipynb #6dfe12ad
 from __future__ import annotations
-import copy, math, time, os, hashlib
+import copy, math, time, os, hashlib, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-from fastcore.script import call_parse
 from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry
-from .models import StagedModel, Split, split_model, HeadStage
+from .models import StagedModel, Split, split_model, HeadStage, BLOCK_KINDS, add_dropout, has_dropout
 from .engine import fit
 from .metrics import f_correct
 from .losses import multihead_loss, VARIANTS, SINGLE_HEAD
 
 # %% auto #0
-__all__ = ['HEADS', 'RULES', 'EMBEDDED_STUDENT', 'set_dropout', 'MultiHead', 'mc_logits', 'head_scores', 'select_head', 'predict',
-           'Selected', 'head_report', 'TuningSet', 'tuning_set', 'cache_features', 'DistillResult', 'distill',
-           'pretrained_embedded_student', 'main']
+__all__ = ['HEADS', 'RULES', 'set_dropout', 'MultiHead', 'mc_logits', 'head_scores', 'select_head', 'predict', 'Selected',
+           'head_report', 'TuningSet', 'tuning_set', 'cache_features', 'multihead_for', 'DistillResult', 'distill']
 
 # %% ../nbs/11_multihead.ipynb #780c99bc
 HEADS = ('clean', 'unclean', 'combined')
 
 def set_dropout(module:nn.Module, p:float) -> nn.Module:
-    "Set the rate of every `nn.Dropout` inside `module` to `p` (the paper's way of adding dropout to existing layers)."
-    if not 0 <= p < 1: raise ValueError(f"dropout p must be in [0, 1), got {p}")
-    for m in module.modules():
-        if isinstance(m, nn.Dropout): m.p = p
-    return module
+    "Dropout `p` at every residual-branch output and before every classifier in `module` (`models.add_dropout`)."
+    add_dropout(module, p); return module
 
-def _has_dropout(m): return any(isinstance(d, nn.Dropout) and d.p > 0 for d in m.modules())
+def _check_dropout(stages, kinds, where):
+    bad = [type(s).__name__ for s, k in zip(stages, kinds) if k in BLOCK_KINDS + ('head',) and not has_dropout(s)]
+    if bad: raise TypeError(f"tuned stages in {where} carry no dropout after models.add_dropout: {', '.join(bad)}; add a rule "
+                            "for their block type to models._branch_slots (or pass p=0 to tune without dropout)")
 
 class MultiHead(nn.Module):
     "M_b (frozen) → M_s → three copies of M_h (clean, unclean, combined); `forward` gives [3,B,C] logits."
@@ -41,6 +39,14 @@ class MultiHead(nn.Module):
         self.shared = set_dropout(copy.deepcopy(split.shared), p).requires_grad_(True)
         self.heads = nn.ModuleList([set_dropout(copy.deepcopy(split.head), p).requires_grad_(True) for _ in HEADS])
         self.p, self.n_tuned, self.n_total = p, split.n_tuned, split.n_total
+        self.frac_tuned, self.head_frac, self.head_blocks = split.frac_tuned, split.head_frac, split.head_blocks
+        if p > 0 and split.kinds:
+            ns = len(split.shared)
+            _check_dropout(self.shared, split.kinds[:ns], 'M_s')
+            for h in self.heads: _check_dropout(h, split.kinds[ns:], 'a head')
+        if split.head_blocks == 0:
+            warnings.warn(f"the heads are only norm/pool + classifier ({split.head_frac:.1%} of the tuned part) because the "
+                          "tuned part holds a single block: eq. 6 has little to choose between; tune ≥ 2 blocks (blocks=2)")
     def train(self, mode:bool=True):
         super().train(mode); self.backbone.eval(); return self          # M_b is frozen: BN stats and dropout stay off
     @property
@@ -55,14 +61,14 @@ class MultiHead(nn.Module):
     def forward(self, x): return self.forward_tuned(self.features(x))
 
 # %% ../nbs/11_multihead.ipynb #bbd66651
-def _mc_split(head:nn.Sequential):
-    "Cut a head section at its first active dropout: (deterministic part, stochastic part) as callables."
-    for j, st in enumerate(head):
-        if _has_dropout(st):
-            if isinstance(st, HeadStage) and not _has_dropout(nn.ModuleList([m for n, m in st.named_children() if n not in ('drop', 'fc', 'head')])):
-                return (lambda z: st.forward_pre(head[:j](z))), [st.forward_post, *head[j+1:]], [st, *head[j+1:]]
-            return head[:j], list(head[j:]), list(head[j:])
-    return head, [], []
+def _mc_split(seq:nn.Sequential):
+    "Cut a section at its first active dropout: (deterministic part, stochastic callables, modules to switch to train mode)."
+    for j, st in enumerate(seq):
+        if has_dropout(st):
+            if isinstance(st, HeadStage) and not has_dropout(nn.ModuleList([m for n, m in st.named_children() if n not in ('drop', 'fc', 'head')])):
+                return (lambda z: st.forward_pre(seq[:j](z))), [st.forward_post, *seq[j+1:]], [st, *seq[j+1:]]
+            return seq[:j], list(seq[j:]), list(seq[j:])
+    return seq, [], []
 
 def _mc_mode(mods, on:bool):
     for m in mods:
@@ -70,25 +76,36 @@ def _mc_mode(mods, on:bool):
         for b in m.modules():
             if isinstance(b, nn.modules.batchnorm._BatchNorm): b.eval()
 
+def _run_mc(fns, mods, u):
+    _mc_mode(mods, True)
+    try:
+        for f in fns: u = f(u)
+    finally: _mc_mode(mods, False)
+    return u
+
+def _rep(u, n): return u.repeat(n, *([1] * (u.ndim - 1)))      # [N·B, ...], sample-major
+
 @torch.no_grad()
-def mc_logits(model:MultiHead, x=None, n:int=10, features=None, seed:int|None=None):
-    "MC-dropout logits of the three heads, [3,N,B,C], re-running only the dropout-carrying layers (as one N×B batch)."
+def mc_logits(model:MultiHead, x=None, n:int=10, features=None, seed:int|None=None, scope:str='heads'):
+    "MC-dropout logits of the three heads, [3,N,B,C]: only the layers after the first active dropout re-run, as one N×B batch."
     if n < 2: raise ValueError(f"MC dropout needs n ≥ 2 samples to estimate a std, got {n}")
+    if scope not in ('heads', 'tuned'): raise ValueError(f"scope must be 'heads' (sample each head's dropout) or 'tuned' (M_s too), got {scope!r}")
     was = model.training; model.eval()
     try:
-        z = model.shared(model.features(x) if features is None else features)
-        out = []
+        z = model.features(x) if features is None else features
         with torch.random.fork_rng(devices=[z.device] if z.device.type == 'cuda' else []):
             if seed is not None: torch.manual_seed(seed)
+            pre, post, mods = _mc_split(model.shared) if scope == 'tuned' else (model.shared, [], [])
+            z = pre(z)
+            if post: z = _run_mc(post, mods, _rep(z, n))              # one M_s mask per sample, shared by the heads
+            out = []
             for h in model.heads:
-                pre, post, mods = _mc_split(h)
-                u = pre(z)
-                if not post: out.append(u[None].expand(n, *u.shape)); continue
-                u = u.repeat(n, *([1] * (u.ndim - 1)))
-                _mc_mode(mods, True)
-                try:
-                    for f in post: u = f(u)
-                finally: _mc_mode(mods, False)
+                if post: u = _run_mc(list(h), list(h), z)
+                else:
+                    hpre, hpost, hmods = _mc_split(h)
+                    u = hpre(z)
+                    if not hpost: out.append(u[None].expand(n, *u.shape)); continue
+                    u = _run_mc(hpost, hmods, _rep(u, n))
                 out.append(u.view(n, -1, u.shape[-1]))
         return torch.stack(out)
     finally: model.train(was)
@@ -202,6 +219,14 @@ def cache_features(model:MultiHead, x, teachers=(), batch_size:int=256, budget:i
         for o, r in zip(outs, res): o[i:i + len(r)] = r.cpu()
     return tuple(outs)
 
+# %% ../nbs/11_multihead.ipynb #h3mh001
+def multihead_for(student:StagedModel, frac:float|None=None, blocks:int|None=None, p:float=0.25) -> tuple:
+    """`(split, MultiHead)`: the split of `student` and the untrained `MultiHead` that `distill` tunes with the same `frac`,
+    `blocks` (default `frac=0.1`) and dropout `p`. Rebuild a saved distillation with it, then load its weights."""
+    if frac is None and blocks is None: frac = 0.1
+    split = split_model(student, frac=frac, blocks=blocks)
+    return split, MultiHead(split, p)
+
 # %% ../nbs/11_multihead.ipynb #b6420f90
 @dataclass
 class DistillResult:
@@ -229,7 +254,6 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
             seed:int=0, device=None, **fit_kw) -> DistillResult:
     "Multi-head uncertainty-aware distillation of `teacher` (small, robust) into a slice of `student` on D^a built from `data`."
     if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    if frac is None and blocks is None: frac = 0.1
     ts = data if isinstance(data, TuningSet) else tuning_set(*data[:2], a=a, augment=augment, seed=seed)
     n_cls = student.num_classes
     device = torch.device(device) if device is not None else next(student.parameters()).device
@@ -238,8 +262,8 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     if t_out.shape[-1] != n_cls:
         raise ValueError(f"teacher predicts {t_out.shape[-1]} classes but the student {n_cls}; they must share the label space "
                          "(reset one classifier with reset_classifier, or map the labels)")
-    split = split_model(student, frac=frac, blocks=blocks)
-    mh = MultiHead(split, p).to(device)
+    split, mh = multihead_for(student, frac=frac, blocks=blocks, p=p)
+    mh = mh.to(device)
     orig = student.eval().to(device)
     for m in (orig, teacher): m.requires_grad_(False)
     cache = True if cache is None else cache
@@ -261,60 +285,3 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     n_seen = min(len(ts) * epochs, (max_steps or 10**18) * batch_size)
     mh.eval()
     return DistillResult(mh, split, res.history, train_s, n_seen, cache, cache_s)
-
-# %% ../nbs/11_multihead.ipynb #736120ad
-EMBEDDED_STUDENT = dict(n=8000, epochs=12, batch_size=128, lr=2e-3, weight_decay=0.05, warmup=0.1, seed=0, size=32, arch='resnet')
-
-def _cfg_dir(kind, cfg): return cache_dir('multihead', f"{kind}-{hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:10]}")
-
-def pretrained_embedded_student(retrain:bool=False, **cfg) -> StagedModel:
-    "`embedded_student` pre-trained with cross-entropy on photo/train (cached; `cfg` overrides `EMBEDDED_STUDENT`)."
-    from robust_nb.synthetic import render, NUM_CLASSES
-    from robust_nb.models import embedded_student
-    c = {**EMBEDDED_STUDENT, **cfg}
-    path = _cfg_dir('student', c) / 'student.pt'
-    torch.manual_seed(c['seed'])
-    m = embedded_student(NUM_CLASSES, arch=c['arch'])
-    if path.exists() and not retrain:
-        m.load_state_dict(safe_load(path)['state_dict']); return m.eval()
-    x, y = render('photo', c['n'], size=c['size'], seed=c['seed'], split='train')
-    t0 = time.perf_counter()
-    fit(m, lambda mm, b: F.cross_entropy(mm(b[0]), b[1]), (x, y), epochs=c['epochs'], batch_size=c['batch_size'],
-               lr=c['lr'], weight_decay=c['weight_decay'], warmup=c['warmup'], schedule='cosine', seed=c['seed'],
-               ckpt_dir=path.parent / 'ckpt', ckpt_every=100)   # a killed pre-training resumes exactly
-    atomic_save({'state_dict': m.state_dict(), 'config': c, 'train_s': time.perf_counter() - t0}, path)
-    return m.eval()
-
-# %% ../nbs/11_multihead.ipynb #8e99e995
-@call_parse
-def main(
-    student:str='embedded',     # 'embedded' (cached pre-trained embedded student) or a timm model name
-    weights:str=None,           # local weights file for a timm student (pretrained_cfg_overlay)
-    teacher:str=None,           # teacher checkpoint ({'state_dict'} of robust_nb.teacher.small_teacher); default: embedded_teacher()
-    n:int=8000,                 # clean photo/train images used to build D^a
-    frac:float=0.1,             # fraction of student parameters tuned
-    a:float=0.5,                # fraction of D^a used
-    epochs:int=30,              # tuning epochs over D^a
-    batch_size:int=256,
-    lr:float=1e-3,
-    variant:str='ours',         # ours | wo_kd | only_kd | single_teacher | combined_only
-    no_cache:bool=False,        # disable the frozen-backbone feature cache
-    out:str='distilled.pt',     # output checkpoint (state_dict of the MultiHead + config)
-    seed:int=0,
-):
-    "robust_nb_distill: multi-head uncertainty-aware distillation of a small robust teacher into a student (embedded default)."
-    from robust_nb.synthetic import render, NUM_CLASSES
-    from robust_nb import teacher as T_
-    from robust_nb.models import timm_classifier
-    st = pretrained_embedded_student() if student == 'embedded' else timm_classifier(student, NUM_CLASSES, weights or False)
-    if teacher is None: te = T_.embedded_teacher()
-    else:
-        te = T_.small_teacher(NUM_CLASSES); te.load_state_dict(safe_load(teacher)['state_dict'])
-    x, y = render('photo', n, seed=seed, split='train')
-    r = distill(st, te, (x, y), frac=frac, a=a, epochs=epochs, batch_size=batch_size, lr=lr, variant=variant,
-                cache=not no_cache, seed=seed)
-    atomic_save({'state_dict': r.model.state_dict(), 'student': student, 'frac': frac, 'variant': variant,
-                 'n_tuned': r.split.n_tuned, 'n_total': r.split.n_total, 'ms_per_img': r.ms_per_img}, out)
-    print(f"tuned {r.split.n_tuned:,}/{r.split.n_total:,} params ({r.split.frac_tuned:.1%}) in {r.train_s + r.cache_s:.1f}s "
-          f"({r.ms_per_img:.2f} ms/img); saved {out}")
-    return r

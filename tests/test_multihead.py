@@ -83,36 +83,94 @@ def test_f_correct():
 
 def test_multihead_structure(small):
     st, _, _ = small
-    sp = split_model(st, blocks=1)
+    sp = split_model(st, blocks=1)                   # M_s: last attention branch; heads: last MLP branch + norm + fc
     mh = MultiHead(sp, p=0.25)
-    drops = lambda m: [d.p for d in m.modules() if isinstance(d, nn.Dropout)]
-    assert set(drops(mh.shared)) == {0.25} and set(drops(mh.heads)) == {0.25}
-    assert set(drops(mh.backbone)) <= {0.0}
+    act = lambda m: {d.p for d in m.modules() if isinstance(d, nn.Dropout) and d.p > 0}
+    assert act(mh.shared) == {0.25} and all(act(h) == {0.25} for h in mh.heads)
+    assert act(mh.backbone) == set() and act(st) == set()              # M_b and the student passed in: no dropout
     assert not any(p.requires_grad for p in mh.backbone.parameters())
     assert all(p.requires_grad for p in st.parameters())              # the student passed in is not modified
-    assert set(drops(st)) <= {0.0}
+    assert (mh.head_blocks, mh.frac_tuned, mh.head_frac) == (1, sp.frac_tuned, sp.head_frac)
     mh.train(); assert not mh.backbone.training and mh.shared.training
     x = torch.rand(2, 3, 32, 32)
     mh.eval(); st.eval()
     with torch.no_grad():
         for h in range(3): torch.testing.assert_close(mh(x)[h], st(x))
+        torch.testing.assert_close(mh(x), mh(x), rtol=0, atol=0)    # eval mode: deterministic
+
+
+def _families():
+    from robust_nb.models import clip_classifier, register_tiny_clip
+    torch.manual_seed(0)
+    return {"resnet": embedded_student(4), "vit": timm_classifier("test_vit", 4, img_size=32, patch_size=8),
+            "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=4)}
+
+
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip"])
+def test_dropout_in_shared_and_every_head(fam):
+    st = _families()[fam]
+    sp = split_model(st, blocks=2)
+    mh = MultiHead(sp)
+    assert sp.head_blocks >= 1 and sp.shared_blocks >= 1
+    ns = len(sp.shared)
+    from robust_nb.models import has_dropout, BLOCK_KINDS
+    for s, k in zip(mh.shared, sp.kinds[:ns]):
+        if k in BLOCK_KINDS: assert has_dropout(s), (fam, type(s).__name__)
+    for h in mh.heads:
+        for s, k in zip(h, sp.kinds[ns:]):
+            if k in BLOCK_KINDS + ("head",): assert has_dropout(s), (fam, type(s).__name__)
+    x = torch.rand(3, 3, 32, 32)
+    mh.eval()
+    mc = mc_logits(mh, x, n=6, seed=0)
+    assert mc.shape == (3, 6, 3, 4)
+    assert (mc.std(1) > 0).all()                                       # each head's own dropout moves every logit row
+    assert not torch.equal(mc[0], mc[1]) and not torch.equal(mc[1], mc[2])   # identical heads, independent masks
+    with torch.no_grad(): torch.testing.assert_close(mh(x), mh(x), rtol=0, atol=0)
+    mt = mc_logits(mh, x, n=6, seed=0, scope="tuned")
+    assert mt.shape == mc.shape and not torch.equal(mt, mc)
+    with pytest.raises(ValueError, match="scope must be"): mc_logits(mh, x, scope="all")
+
+
+def test_multihead_refuses_blocks_without_dropout_and_warns_linear_heads():
+    from robust_nb.models import StagedModel, Prep, LinearHead
+    m = StagedModel(Prep((0.5,) * 3, (0.25,) * 3), [nn.Flatten(), nn.Linear(12, 8), nn.Linear(8, 8), LinearHead(8, 3)],
+                    ["stem", "block", "block", "head"])
+    with pytest.raises(TypeError, match="carry no dropout after models.add_dropout: Linear"): MultiHead(split_model(m, blocks=2))
+    MultiHead(split_model(m, blocks=2), p=0.)                         # without dropout nothing is checked
+    with pytest.warns(UserWarning, match="tune ≥ 2 blocks"): MultiHead(split_model(embedded_student(3), blocks=1))
+
+
+def test_state_dict_round_trip(small, tmp_path):
+    st, _, _ = small
+    mh = MultiHead(split_model(st, blocks=2))
+    with torch.no_grad():
+        for p in mh.parameters(): p.add_(0.01 * torch.randn_like(p)) if p.requires_grad else None
+    torch.save(mh.state_dict(), tmp_path / "mh.pt")
+    mh2 = MultiHead(split_model(st, blocks=2))
+    mh2.load_state_dict(torch.load(tmp_path / "mh.pt", weights_only=True))
+    x = torch.rand(2, 3, 32, 32)
+    mh.eval(); mh2.eval()
+    with torch.no_grad(): torch.testing.assert_close(mh2(x), mh(x), rtol=0, atol=0)
+    torch.testing.assert_close(mc_logits(mh2, x, n=4, seed=3), mc_logits(mh, x, n=4, seed=3), rtol=0, atol=0)
+    assert [type(m) for m in mh2.modules()] == [type(m) for m in mh.modules()]   # the dropout structure is rebuilt the same
 
 
 def test_mc_reruns_only_dropout_layers(small):
     st, _, _ = small
-    mh = MultiHead(split_model(st, blocks=1)).eval()
+    mh = MultiHead(split_model(st, blocks=1)).eval()                  # heads: MLP branch (dropout inside) + norm + fc
     calls = {}
     def hook(name):
         def f(mod, inp, out): calls.setdefault(name, []).append(inp[0].shape[0])
         return f
     mh.backbone.register_forward_hook(hook("backbone"))
     mh.shared.register_forward_hook(hook("shared"))
-    for i, h in enumerate(mh.heads): h[-1].fc.register_forward_hook(hook(f"fc{i}"))
+    for i, h in enumerate(mh.heads):
+        h[-1].fc.register_forward_hook(hook(f"fc{i}")); h[0].register_forward_hook(hook(f"block{i}"))
     x = torch.rand(3, 3, 32, 32)
     out = mc_logits(mh, x, n=10, seed=0)
     assert out.shape == (3, 10, 3, 4)
     assert calls["backbone"] == [3] and calls["shared"] == [3]
-    assert all(calls[f"fc{i}"] == [30] for i in range(3))           # one N×B batch per head
+    assert all(calls[f"fc{i}"] == [30] and calls[f"block{i}"] == [30] for i in range(3))   # one N×B batch per head
     torch.testing.assert_close(out, mc_logits(mh, x, n=10, seed=0))
     assert not torch.equal(out, mc_logits(mh, x, n=10, seed=1))
     assert not mh.training and not any(m.training for m in mh.modules())   # dropout switched back off
@@ -178,11 +236,11 @@ def test_zero_shot_clip_mode(small):
     from robust_nb.models import clip_classifier, register_tiny_clip
     _, te, ts = small
     zs = clip_classifier(register_tiny_clip(), head="zeroshot", class_names=["a", "b", "c", "d"])
-    r = distill(zs, te, ts, blocks=1, epochs=1, batch_size=10)
+    r = distill(zs, te, ts, blocks=2, epochs=1, batch_size=10)      # tiny tower: M_s = block 0, heads = block 1 + ln_post/proj + ZS head
     x = torch.rand(2, 3, 32, 32)
     out = r.model.eval()(x)
     assert out.shape == (3, 2, 4)
     w = zs.stages[-1].fc.weight
     assert all(torch.equal(h[-1].fc.weight, w) for h in r.model.heads)            # fixed text embeddings
     assert not torch.equal(r.model.shared[0].fn.qkv.weight if hasattr(r.model.shared[0], "fn") else next(r.model.shared.parameters()),
-                           next(split_model(zs, blocks=1).shared.parameters()))     # the tower slice was tuned
+                           next(split_model(zs, blocks=2).shared.parameters()))     # the tower slice was tuned
