@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #2ed41424
 from __future__ import annotations
-import json, functools, hashlib, importlib.resources, os
+import json, functools, hashlib, importlib.resources, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -12,15 +12,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from PIL import Image
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 # %% auto #0
-__all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'IMAGENET_C_ORDER', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES',
-           'IMAGENET_LAYOUT', 'Shift', 'Suite', 'embedded_suite', 'imagenet_wnids', 'imagenet_class_names',
-           'imagenet_r_wnids', 'imagenet_a_wnids', 'class_mask', 'imagenet_transform', 'exact_transform',
-           'LabelledImages', 'scan_classes', 'imagenet_val', 'imagenet_sketch', 'imagenet_v2', 'imagenet_r',
-           'imagenet_a', 'imagenet_c', 'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits',
-           'objectnet', 'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite',
-           'image_folder']
+__all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES', 'IMAGENET_LAYOUT',
+           'Shift', 'Suite', 'embedded_suite', 'imagenet_wnids', 'imagenet_class_names', 'imagenet_r_wnids',
+           'imagenet_a_wnids', 'class_mask', 'imagenet_transform', 'exact_transform', 'LabelledImages', 'scan_classes',
+           'imagenet_val', 'imagenet_sketch', 'imagenet_v2', 'imagenet_r', 'imagenet_a', 'imagenet_c',
+           'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet',
+           'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder']
 
 # %% ../nbs/02_data.ipynb #308edeb6
 KINDS = ('clean', 'natural', 'corruption')
@@ -43,7 +43,7 @@ class Shift:
         if self.kind == 'corruption':
             if not isinstance(self.corruption, str):
                 raise ValueError(f"Shift {self.name!r}: a corruption shift needs `corruption=<name>` (e.g. 'gaussian_noise')")
-            if self.severity not in (1, 2, 3, 4, 5):
+            if self.severity not in SEVERITIES:
                 raise ValueError(f"Shift {self.name!r}: severity must be an int in 1..5, got {self.severity!r}")
         elif self.on_the_fly or self.corruption is not None:
             raise ValueError(f"Shift {self.name!r}: only kind='corruption' shifts take `corruption`/`on_the_fly`")
@@ -128,11 +128,11 @@ def _check_corruptions(corruptions, severities):
     valid = list(C.CORRUPTIONS) + list(getattr(C, 'EXTRA_CORRUPTIONS', ()))
     bad = [c for c in corruptions if c not in valid]
     if bad: raise KeyError(f"unknown corruption(s) {bad}; valid names: {', '.join(valid)}")
-    bad = [s for s in severities if s not in (1, 2, 3, 4, 5)]
+    bad = [s for s in severities if s not in SEVERITIES]
     if bad: raise ValueError(f"severities must be in 1..5, got {bad}")
 
 def embedded_suite(size:int=32, n:int=1000, seed:int=0, corruptions:Sequence[str]|None=None,
-                   severities:Sequence[int]=(1,2,3,4,5), natural:Sequence[str]|None=None, cache=False) -> Suite:
+                   severities:Sequence[int]=SEVERITIES, natural:Sequence[str]|None=None, cache=False) -> Suite:
     "The embedded benchmark as a `Suite`: photo/test clean, synthetic natural shifts, ImageNet-C corruptions on the fly."
     from robust_nb import synthetic as syn
     if corruptions is None:
@@ -229,21 +229,35 @@ def _need_dir(root, what, fix):
 
 def _images(d): return sorted(p for p in d.iterdir() if p.suffix.lower() in IMG_EXTS and not p.name.startswith('.'))
 
-def scan_classes(root, label_of:Callable, what:str, fix:str, expected:int|None=None) -> list[tuple[str,int]]:
-    "[(path, label)] over `root/<class folder>/<image>`; `label_of(folder_path)` gives a label, None to skip, or raises."
+def _empty_classes(empty, skip_empty):
+    "Raise for empty class folders, or with `skip_empty` warn that they were skipped; returns them."
+    if not empty: return empty
+    nested = " (images in sub-folders of a class folder are not read)" if any(p.is_dir() for d in empty for p in d.iterdir()) else ""
+    names = ', '.join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    which = f"class folder {names} holds" if len(empty) == 1 else f"{len(empty)} class folders hold"
+    if not skip_empty:
+        raise ValueError(f"{which} no images ({'/'.join(IMG_EXTS)}){nested}: re-extract or delete "
+                         f"{'it' if len(empty) == 1 else f'them ({names})'}, or pass skip_empty=True to skip empty class folders")
+    warnings.warn(f"skipped {len(empty)} empty class folder(s): {names}", stacklevel=3)
+    return empty
+
+def scan_classes(root, label_of:Callable, what:str, fix:str, expected:int|None=None, skip_empty:bool=False) -> list[tuple[str,int]]:
+    """[(path, label)] over `root/<class folder>/<image>`; `label_of(folder_path)` gives a label, None to skip, or raises.
+    An empty class folder is an error naming it, or with `skip_empty` a warning listing the skipped ones."""
     root = _need_dir(root, what, fix)
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
     if not dirs:
         loose = _images(root)
         hint = f" but {len(loose)} loose images: sort them into one folder per class" if loose else ""
         raise ValueError(f"{what} folder {root} has no class sub-folders{hint}; {fix}")
-    samples, found = [], 0
+    samples, found, empty = [], 0, []
     for d in dirs:
         y = label_of(d)
         if y is None: continue
         files = _images(d)
-        if not files: raise ValueError(f"class folder {d} holds no images ({'/'.join(IMG_EXTS)}); re-extract it or delete the empty folder")
+        if not files: empty.append(d); continue
         samples += [(str(f), y) for f in files]; found += 1
+    _empty_classes(empty, skip_empty)
     if not samples: raise ValueError(f"{what} folder {root} has no usable class folders; {fix}")
     if expected is not None and found != expected:
         raise ValueError(f"class-count mismatch: {what} folder {root} has {found} class folders, expected {expected}; "
@@ -329,7 +343,7 @@ def imagenet_a(root, transform=None, resize=256, crop=224, strict=True, name='im
 # %% ../nbs/02_data.ipynb #b1fd97e5
 def imagenet_c(root, corruption:str, severity:int, size:int|None=224, strict=True, name=None) -> Shift:
     "One ImageNet-C (corruption, severity) from `root/corruption/severity/wnid/*`, converted to tensors without resizing."
-    if severity not in (1, 2, 3, 4, 5): raise ValueError(f"severity must be in 1..5, got {severity!r}")
+    if severity not in SEVERITIES: raise ValueError(f"severity must be in 1..5, got {severity!r}")
     d = Path(root)/corruption/str(severity)
     s = scan_classes(d, _wnid_label(what='ImageNet-C'), 'ImageNet-C',
                      f"expected the layout {Path(root)}/<corruption>/<1..5>/<wnid>/*.JPEG", 1000 if strict else None)
@@ -337,12 +351,9 @@ def imagenet_c(root, corruption:str, severity:int, size:int|None=224, strict=Tru
 
 # The order ImageNet-C's tables use (noise, blur, weather, digital, then the 4 extra corruptions); folders found on disk
 # are listed in this order so results tables line up with the papers'.
-IMAGENET_C_ORDER = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
-                    'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression',
-                    'speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
-def _corruption_order(): return list(IMAGENET_C_ORDER)
+def _corruption_order(): return list(CORRUPTIONS + EXTRA_CORRUPTIONS)
 
-def imagenet_c_shifts(root, corruptions:Sequence[str]|None=None, severities=(1,2,3,4,5), size=224, strict=True) -> list[Shift]:
+def imagenet_c_shifts(root, corruptions:Sequence[str]|None=None, severities=SEVERITIES, size=224, strict=True) -> list[Shift]:
     "ImageNet-C shifts for `corruptions` (default: every corruption folder under `root`) x `severities`."
     root = _need_dir(root, 'ImageNet-C', "extract ImageNet-C so that root/<corruption>/<severity>/<wnid>/ exists")
     if corruptions is None:
@@ -389,7 +400,7 @@ def objectnet(root, protocol:str='max_over_mapped', transform=None, resize=256, 
                  info=dict(protocol=protocol, border=border))
 
 # %% ../nbs/02_data.ipynb #de9ab19d
-def objectnet_c_suite(root, protocol:str='max_over_mapped', clean=None, corruptions=None, severities=(1,2,3,4,5),
+def objectnet_c_suite(root, protocol:str='max_over_mapped', clean=None, corruptions=None, severities=SEVERITIES,
                       size:int|None=224, strict=True) -> Suite:
     "ObjectNet-C from `root/<corruption>/<severity>/<objectnet class>/*.jpg` (already cropped and sized: no resize)."
     root = _need_dir(root, 'ObjectNet-C', "build it with `robust_nb_corrupt objectnet-1.0/images <root> --objectnet`")
@@ -433,7 +444,7 @@ def _load_npy(path, what):
 
 def cifar_c(root, corruption:str, severity:int, num_classes:int=10, n_per_severity:int=10000, name=None) -> Shift:
     "One CIFAR-10/100-C (corruption, severity): block `severity` of `root/<corruption>.npy` with `root/labels.npy`."
-    if severity not in (1, 2, 3, 4, 5): raise ValueError(f"severity must be in 1..5, got {severity!r}")
+    if severity not in SEVERITIES: raise ValueError(f"severity must be in 1..5, got {severity!r}")
     root = _need_dir(root, 'CIFAR-C', "download CIFAR-10-C/CIFAR-100-C and point root at the folder of .npy files")
     x, y = _load_npy(root/f'{corruption}.npy', 'CIFAR-C'), _load_npy(root/'labels.npy', 'CIFAR-C labels')
     n = 5*n_per_severity
@@ -448,7 +459,7 @@ def cifar_c(root, corruption:str, severity:int, num_classes:int=10, n_per_severi
     ds = ArrayImages(x[sl], y[sl], source=f"{(root/f'{corruption}.npy').resolve()}[{sl.start}:{sl.stop}]")
     return Shift(name or f'{corruption}-{severity}', ds, 'corruption', corruption, severity)
 
-def cifar_c_suite(root, num_classes:int=10, clean=None, corruptions=None, severities=(1,2,3,4,5), n_per_severity=10000) -> Suite:
+def cifar_c_suite(root, num_classes:int=10, clean=None, corruptions=None, severities=SEVERITIES, n_per_severity=10000) -> Suite:
     "CIFAR-10-C/100-C as a Suite; `clean` (a Dataset of the clean test set, optional) becomes the clean shift."
     if num_classes not in (10, 100): raise ValueError(f"num_classes must be 10 (CIFAR-10-C) or 100 (CIFAR-100-C), got {num_classes}")
     root = _need_dir(root, 'CIFAR-C', "download CIFAR-10-C/CIFAR-100-C and point root at the folder of .npy files")
@@ -465,7 +476,7 @@ IMAGENET_LAYOUT = dict(val='val', v2='imagenetv2-matched-frequency-format-val', 
                        a='imagenet-a', objectnet='objectnet-1.0/images', c='imagenet-c')
 
 def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop=224, c_size=224, strict=True,
-                   corruptions=None, severities=(1,2,3,4,5), objectnet_protocol='max_over_mapped') -> Suite:
+                   corruptions=None, severities=SEVERITIES, objectnet_protocol='max_over_mapped') -> Suite:
     "The ImageNet robustness suite from whichever of val/v2/sketch/r/a/objectnet/c exist under `root` (see `IMAGENET_LAYOUT`)."
     unknown = set(layout or {}) - set(IMAGENET_LAYOUT)
     if unknown: raise KeyError(f"unknown layout keys {sorted(unknown)}; valid: {list(IMAGENET_LAYOUT)}")
@@ -481,21 +492,30 @@ def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop
     return Suite('imagenet', 1000, imagenet_class_names(), shifts)
 
 # %% ../nbs/02_data.ipynb #822a616d
-def image_folder(root, classes=None, size:int=224, transform=None) -> tuple[LabelledImages, list[str]]:
+def image_folder(root, classes=None, size:int=224, transform=None, skip_empty:bool=False) -> tuple[LabelledImages, list[str]]:
     """The ImageFolder tree `root/<class>/<image>` as `(Dataset of (float image [3,size,size] in [0,1], int label), classes)`.
     label = position of the class folder in `classes` (default: folder names sorted, all-digit names by value); each image
-    is resized (shorter side) and center-cropped to `size`, or passed through `transform` (e.g. training augmentations)."""
+    is resized (shorter side) and center-cropped to `size`, or passed through `transform` (e.g. training augmentations).
+    An empty class folder is an error; with `skip_empty` it is left out of the default `classes` (an explicit `classes`
+    keeps its labels), reported in a warning and in the dataset's `.skipped_empty`."""
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder; an ImageFolder root holds one sub-folder per class")
     folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    empty = [f for f in folders if not _images(root/f)] if skip_empty else []
+    if classes is None: folders = [f for f in folders if f not in empty]
+    else: empty = [f for f in empty if f in classes]       # only requested classes count as skipped
     if classes is None: classes = sorted(folders, key=int) if folders and all(f.isdigit() for f in folders) else folders
     classes = list(classes)
     if not classes: raise ValueError(f"{root} has no class sub-folders; an ImageFolder root holds one sub-folder per class")
     if len(set(classes)) != len(classes): raise ValueError(f"classes names a folder twice: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
-    missing = [c for c in classes if c not in folders]
+    missing = [c for c in classes if c not in folders and c not in empty]
     if missing: raise FileNotFoundError(f"class folders {missing[:5]} are not in {root}")
     index = {c: i for i, c in enumerate(classes)}
-    samples = scan_classes(root, lambda d: index.get(d.name), 'ImageFolder', 'one sub-folder of images per class')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # reported once, below
+        samples = scan_classes(root, lambda d: index.get(d.name), 'ImageFolder', 'one sub-folder of images per class', skip_empty=skip_empty)
     samples.sort(key=lambda s: s[1])      # class order; file order within a class (stable sort)
-    return LabelledImages(samples, transform or imagenet_transform(size, size)), classes
+    ds = LabelledImages(samples, transform or imagenet_transform(size, size))
+    ds.skipped_empty = _empty_classes([root/f for f in empty], True)
+    return ds, classes
 

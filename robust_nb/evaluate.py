@@ -14,11 +14,12 @@ import torch
 from torch import nn
 from .core import cache_dir, atomic_write_json, atomic_write_bytes, make_generator, progress as _progress, safe_load, in_test
 from . import metrics as M
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 # %% auto #0
 __all__ = ['SHIFT_COLUMNS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift', 'Results',
            'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'count_params', 'flops', 'latency',
-           'train_ms_per_img', 'load_model', 'main']
+           'train_ms_per_img']
 
 # %% ../nbs/09_evaluate.ipynb #a6eeab9e
 def _h(*parts) -> str:
@@ -171,7 +172,7 @@ class Results:
         out = {}
         for name, g in c.groupby('corruption', sort=False):
             g = g.sort_values('severity')
-            if complete and list(g.severity) != [1, 2, 3, 4, 5]: continue
+            if complete and list(g.severity) != list(SEVERITIES): continue
             out[name] = (1 - g.top1).tolist()
         return out
 
@@ -184,10 +185,10 @@ class Results:
         return t
 
     def corruption_sets(self) -> tuple[list[str], list[str]]:
-        "(benchmark corruptions, extra corruptions): the normaliser's corruptions, else all but `metrics.IMAGENET_C_EXTRA`."
+        "(benchmark corruptions, extra corruptions): the normaliser's corruptions, else all but `corruptions.EXTRA_CORRUPTIONS`."
         names = list(dict.fromkeys(self.shifts[self.shifts.kind == 'corruption'].corruption))
         extra = [c for c in names if c not in self.baseline['errors']] if self.baseline is not None else \
-                [c for c in names if c in M.IMAGENET_C_EXTRA]
+                [c for c in names if c in EXTRA_CORRUPTIONS]
         return [c for c in names if c not in extra], extra
 
     def _corruption_mean(self, names) -> float:
@@ -242,7 +243,7 @@ def _embedded_params(suite):
 def resolve_baseline(baseline, suite) -> M.Normaliser|None:
     "The `Normaliser` for `suite`'s mCE: see the prose for `'auto'`."
     if baseline is None or baseline is False: return None
-    cs = [c for c in dict.fromkeys(s.corruption for s in suite.corruptions) if c not in M.IMAGENET_C_EXTRA]
+    cs = [c for c in dict.fromkeys(s.corruption for s in suite.corruptions) if c not in EXTRA_CORRUPTIONS]
     if not cs: return None
     embedded = isinstance(baseline, str) and (baseline == 'embedded' or (baseline == 'auto' and suite.name.startswith('embedded')))
     if embedded: return M.BASELINES['embedded'](corruptions=cs, **_embedded_params(suite))   # deferred to robust_nb.embedded
@@ -407,65 +408,3 @@ def train_ms_per_img(source, batch_size:int|None=None, warmup:int=1, repeat:int=
         raise ValueError(f"{tk!r} should be a running clock, but {t[:5]}... does not advance: if it holds the time of "
                          "each step, pass cumulative=False")
     return 1000 * (t[-1] - t[0]) / ((len(t) - 1) * batch_size)   # from the end of the first (warm-up) step
-
-# %% ../nbs/09_evaluate.ipynb #e7c35b55
-def load_model(model:str, num_classes:int, weights=None, checkpoint=None) -> nn.Module:
-    "A timm model `model` (`weights`: a timm-format weights file) optionally loaded from a robust_nb `checkpoint` state dict."
-    from robust_nb.models import timm_classifier
-    m = timm_classifier(model, num_classes, pretrained=weights if weights else False)
-    if checkpoint:
-        sd = safe_load(checkpoint)
-        for k in ('model', 'state_dict', 'ema'):
-            if isinstance(sd, Mapping) and k in sd and isinstance(sd[k], Mapping): sd = sd[k]; break
-        missing, unexpected = m.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f"checkpoint {checkpoint} does not fit {model} with {num_classes} classes: "
-                               f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]} (wrong --model or --num-classes?)")
-    return m
-
-def _parser():
-    p = argparse.ArgumentParser(prog='robust_nb_eval', description='Evaluate a model on a robust_nb suite; write CSV/JSON and an HTML report.')
-    p.add_argument('--model', required=True, help='timm model name, e.g. resnet50 or test_resnet')
-    p.add_argument('--weights', help='timm-format weights file for --model (loaded via pretrained_cfg_overlay)')
-    p.add_argument('--checkpoint', help='robust_nb checkpoint (state dict of the timm_classifier wrapper)')
-    p.add_argument('--suite', default='embedded', help="'embedded' or 'imagenet'")
-    p.add_argument('--root', help='ImageNet family root (for --suite imagenet)')
-    p.add_argument('--n', type=int, default=1000, help='images per embedded shift')
-    p.add_argument('--size', type=int, default=32, help='embedded image size')
-    p.add_argument('--corruptions', nargs='*', help='corruptions to evaluate (default: all 15)')
-    p.add_argument('--severities', nargs='*', type=int, default=[1, 2, 3, 4, 5])
-    p.add_argument('--natural', nargs='*', help='embedded natural shifts (default: all of v2 sketch rendition hard)')
-    p.add_argument('--baseline', default='auto', help="mCE normaliser: auto, alexnet, embedded or none")
-    p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--workers', type=int, default=None, help='DataLoader workers for image folders (default: min(8, cpus))')
-    p.add_argument('--device', default=None)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no-cache', action='store_true')
-    p.add_argument('--out', default='robust_nb_eval', help='output folder')
-    return p
-
-def main(argv=None):
-    "Console script `robust_nb_eval`."
-    a = _parser().parse_args(argv)
-    from robust_nb import data
-    if a.suite == 'embedded':
-        suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities),
-                                    natural=a.natural, cache=True)
-    elif a.suite == 'imagenet':
-        if not a.root: raise SystemExit("--suite imagenet needs --root <folder with val/, imagenet-c/, ...>")
-        suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
-    else: raise SystemExit(f"unknown --suite {a.suite!r}: use 'embedded' or 'imagenet'")
-    device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = load_model(a.model, suite.num_classes, a.weights, a.checkpoint).to(device)
-    res = evaluate(model, suite, batch_size=a.batch_size, device=device, cache=not a.no_cache, seed=a.seed,
-                   baseline=None if a.baseline == 'none' else a.baseline, name=a.model,
-                   num_workers=a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if a.suite == 'imagenet' else 0))
-    tuned, total = count_params(model)
-    size = next(iter(suite)).dataset[0][0].shape[-2:]
-    costs = {a.model: dict(params_total=total, MFLOPs=flops(model, (1, 3, *size))['flops'] / 1e6,
-                           latency_ms=latency(model, input_size=(min(a.batch_size, 32), 3, *size)))}
-    from robust_nb.report import write_report, report_text   # report imports evaluate: this CLI moves to robust_nb.cli
-    paths = write_report(res, a.out, costs, title=f"{a.model} on {suite.name}")
-    print(report_text(res, costs))
-    print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    return res

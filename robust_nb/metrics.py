@@ -4,18 +4,17 @@
 
 # %% ../nbs/08_metrics.ipynb #ca2d97e2
 from __future__ import annotations
-import json, math, hashlib
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 import numpy as np
 import torch
-from .core import Registry, cache_dir, atomic_write_json, progress
+from .core import Registry
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 # %% auto #0
-__all__ = ['IMAGENET_C', 'IMAGENET_C_EXTRA', 'SEVERITIES', 'ALEXNET_ERRORS', 'ALEXNET_CLEAN_ERROR', 'ALEXNET', 'BASELINES',
-           'EMBEDDED_RECIPE', 'HEAD_INDEX', 'accuracy', 'Normaliser', 'get_normaliser', 'corruption_errors', 'mce',
-           'relative_mce', 'embedded_baseline', 'flip_rate', 'top5_distance', 'mfr', 'mt5d', 'ece',
-           'rms_calibration_error', 'f_correct', 'avg_shifts']
+__all__ = ['ALEXNET_ERRORS', 'ALEXNET_CLEAN_ERROR', 'ALEXNET', 'BASELINES', 'HEAD_INDEX', 'accuracy', 'Normaliser',
+           'get_normaliser', 'corruption_errors', 'mce', 'relative_mce', 'flip_rate', 'top5_distance', 'mfr', 'mt5d',
+           'ece', 'rms_calibration_error', 'f_correct', 'avg_shifts']
 
 # %% ../nbs/08_metrics.ipynb #a1fa3a84
 def _as_logits(logits, y):
@@ -42,11 +41,6 @@ def accuracy(logits, y, topk=(1, 5)):
     return res[0] if isinstance(topk, int) else res
 
 # %% ../nbs/08_metrics.ipynb #33b5a775
-IMAGENET_C = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
-              'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
-IMAGENET_C_EXTRA = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')   # released with ImageNet-C (`extra/`), not in mCE
-SEVERITIES = (1, 2, 3, 4, 5)
-
 ALEXNET_ERRORS = {  # per-severity top-1 errors of torchvision AlexNet on ImageNet-C (hendrycks/robustness#10)
     'gaussian_noise': (.69528, .82542, .93554, .98138, .99452),
     'shot_noise': (.71224, .85108, .93574, .98182, .99146),
@@ -132,7 +126,7 @@ def get_normaliser(baseline) -> Normaliser:
     if isinstance(baseline, Mapping):
         d = dict(baseline); clean = d.pop('clean', None)
         return Normaliser('custom', d, clean)
-    raise TypeError(f"baseline must be a Normaliser, one of {sorted(BASELINES)}, or a dict corruption -> errors; got {type(baseline).__name__}")
+    raise TypeError(f"baseline must be a Normaliser, one of {BASELINES.names()}, or a dict corruption -> errors; got {type(baseline).__name__}")
 
 def _errors_table(errors, norm:Normaliser) -> dict:
     "Validate `errors` against the normaliser's corruption set; return corruption -> array of 5 errors."
@@ -146,7 +140,7 @@ def _errors_table(errors, norm:Normaliser) -> dict:
         if norm.name.startswith('embedded'):
             p = {k: norm.info.get(k) for k in ('size', 'n', 'seed')}
             fix += (f"; this embedded normaliser was made for size={p['size']}, n={p['n']}, seed={p['seed']}: for another "
-                    "embedded suite pass embedded_baseline(size=..., n=..., seed=..., corruptions=...) or Normaliser(**results.baseline)")
+                    "embedded suite pass robust_nb.embedded.reference_normaliser(size=..., n=..., seed=..., corruptions=...) or Normaliser(**results.baseline)")
         raise KeyError(f"errors must cover exactly the corruptions of the {norm.name!r} normaliser: "
                        f"missing {missing}, unexpected {extra}{fix}")
     out = {}
@@ -180,50 +174,7 @@ def relative_mce(errors, clean_error:float, baseline='alexnet') -> float:
     return 100 * float(np.mean(list(ce.values())))
 
 # %% ../nbs/08_metrics.ipynb #8bc13f17
-EMBEDDED_RECIPE = dict(arch='small_cnn', steps=1000, batch_size=128, lr=2e-3, weight_decay=0.05, train_n=6000, seed=0)
-
-def _train_reference(num_classes, size, recipe, show=True):
-    "Plain ERM of the reference CNN on photo/train: a private loop so the normaliser never changes with the engine."
-    from robust_nb import synthetic as syn
-    from robust_nb.models import timm_classifier, small_cnn
-    torch.manual_seed(recipe['seed'])
-    model = small_cnn(num_classes) if recipe['arch'] == 'small_cnn' else timm_classifier(recipe['arch'], num_classes)
-    g = torch.Generator().manual_seed(recipe['seed'])
-    x, y = syn.SyntheticDataset('photo', recipe['train_n'], size=size, seed=recipe['seed'], split='train', cache=True).tensors()
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe['lr'], weight_decay=recipe['weight_decay'])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe['steps'])
-    model.train()
-    for _ in progress(range(recipe['steps']), desc='embedded reference model', disable=not show or None):
-        i = torch.randint(len(x), (recipe['batch_size'],), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    return model.eval()
-
-def embedded_baseline(size:int=32, n:int=1000, seed:int=0, corruptions:Sequence[str]|None=None,
-                      recipe:dict|None=None, recompute:bool=False, progress:bool=True) -> Normaliser:
-    "The embedded benchmark's mCE normaliser: errors of a reference CNN trained with `EMBEDDED_RECIPE` (cached on disk)."
-    import timm
-    from robust_nb.data import embedded_suite
-    from robust_nb.evaluate import evaluate
-    recipe = dict(EMBEDDED_RECIPE, **(recipe or {}))
-    if corruptions is None:
-        from robust_nb.corruptions import CORRUPTIONS as corruptions
-    corruptions = list(corruptions)
-    info = dict(recipe=recipe, size=size, n=n, seed=seed, corruptions=corruptions, torch=torch.__version__.split('+')[0],
-                timm=timm.__version__)
-    key = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir('metrics', 'embedded_baseline')/f'{key}.json'
-    if path.exists() and not recompute:
-        d = json.loads(path.read_text())
-        return Normaliser(d['name'], d['errors'], d['clean_error'], d['info'])
-    suite = embedded_suite(size=size, n=n, seed=seed, corruptions=corruptions, natural=[], cache=True)
-    model = _train_reference(suite.num_classes, size, recipe, show=progress)
-    res = evaluate(model, suite, cache=False, progress=progress, baseline=False)
-    norm = Normaliser('embedded', {c: tuple(v) for c, v in res.corruption_errors().items()}, res.clean_error, info)
-    atomic_write_json(norm.to_dict(), path)
-    return norm
-
-BASELINES['embedded'] = embedded_baseline
+BASELINES.defer('embedded', 'robust_nb.embedded')    # its reference model is trained: robust_nb.embedded registers it on first use
 
 # %% ../nbs/08_metrics.ipynb #69001fd6
 def _frame_pairs(T, noise, difficulty):

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from robust_nb.data import Shift, Suite
 from robust_nb import metrics as M
+from robust_nb.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 from robust_nb.evaluate import (evaluate, evaluate_shift, Results, SHIFT_COLUMNS, model_fingerprint, shift_fingerprint,
-                                count_params, flops, latency, train_ms_per_img, main)
+                                count_params, flops, latency, train_ms_per_img)
 
 K = 4
 
@@ -214,27 +215,6 @@ def test_costs():
         train_ms_per_img(lambda: None)
 
 
-def test_cli_embedded(monkeypatch, tmp_path):
-    fake_corruptions(monkeypatch)
-    out = tmp_path / 'o'
-    r = main(['--model', 'test_resnet', '--n', '16', '--size', '32', '--corruptions', 'fog', '--severities', '1', '2',
-              '--baseline', 'none', '--out', str(out), '--batch-size', '8', '--natural', 'v2'])
-    assert list(r.shifts['shift']) == ['photo', 'v2', 'fog-1', 'fog-2']
-    assert (out / 'report.html').exists() and (out / 'summary.csv').exists()
-    # robust_nb checkpoint path: save the wrapper's state dict and load it back
-    from robust_nb.models import timm_classifier
-    from robust_nb.core import atomic_save
-    import robust_nb.synthetic as syn
-    m = timm_classifier('test_resnet', syn.NUM_CLASSES)
-    atomic_save({'model': m.state_dict()}, tmp_path / 'ck.pt')
-    r2 = main(['--model', 'test_resnet', '--checkpoint', str(tmp_path / 'ck.pt'), '--n', '16', '--corruptions', 'fog',
-               '--severities', '1', '--baseline', 'none', '--out', str(out), '--natural'])
-    assert r2.info['model_fingerprint'] == model_fingerprint(m)
-    from robust_nb.evaluate import load_model
-    with pytest.raises(RuntimeError, match="does not fit"):
-        load_model('test_vit', syn.NUM_CLASSES, checkpoint=tmp_path / 'ck.pt')
-
-
 def test_evaluate_perturbations(monkeypatch):
     mod = fake_corruptions(monkeypatch)
     mod.PERTURBATIONS = ('gaussian_noise', 'translate'); mod.NOISE_PERTURBATIONS = ('gaussian_noise',)
@@ -273,9 +253,9 @@ def _fake_results(baseline, extra_top1=.1):
     rows = [dict(shift='clean', kind='clean', n=10, top1=.8, ece=.05, rms_ce=.07),
             dict(shift='v2', kind='natural', n=10, top1=.6, ece=.1, rms_ce=.1)]
     rows += [dict(shift=f'{c}-{s}', kind='corruption', corruption=c, severity=s, n=10, top1=1 - e / 2)
-             for c in M.IMAGENET_C for s, e in zip(M.SEVERITIES, M.ALEXNET_ERRORS[c])]
+             for c in CORRUPTIONS for s, e in zip(SEVERITIES, M.ALEXNET_ERRORS[c])]
     rows += [dict(shift=f'{c}-{s}', kind='corruption', corruption=c, severity=s, n=10, top1=extra_top1)
-             for c in M.IMAGENET_C_EXTRA for s in M.SEVERITIES]
+             for c in EXTRA_CORRUPTIONS for s in SEVERITIES]
     return Results('m', 'imagenet', pd.DataFrame(rows, columns=SHIFT_COLUMNS), baseline)
 
 
@@ -284,7 +264,7 @@ def test_extra_corruptions_never_change_mce():
     for baseline in (M.ALEXNET.to_dict(), None):
         r = _fake_results(baseline)
         s = r.summary()
-        assert r.corruption_sets() == (list(M.IMAGENET_C), list(M.IMAGENET_C_EXTRA))
+        assert r.corruption_sets() == (list(CORRUPTIONS), list(EXTRA_CORRUPTIONS))
         assert s['corruptions'] == pytest.approx(corr) and s['extra corruptions'] == pytest.approx(10.)
         assert s['avg shifts'] == pytest.approx((60 + corr) / 2)                    # extras are not a shift of Avg. shifts
         assert r.shift_accuracies() == pytest.approx({'v2': 60., 'corruptions': corr})
