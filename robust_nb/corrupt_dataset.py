@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 from .core import atomic_write_bytes, atomic_write_json, progress
-from .data import IMG_EXTS
+from .data import IMG_EXTS, _empty_classes
 
 # %% auto #0
-__all__ = ['SETTINGS_FILE', 'image_seed', 'list_images', 'prepare', 'encode_jpeg', 'verify_images', 'corrupt_folder', 'main']
+__all__ = ['SETTINGS_FILE', 'image_seed', 'list_images', 'prepare', 'encode_jpeg', 'verify_images', 'corrupt_folder']
 
 # %% ../nbs/04_corrupt_dataset.ipynb #926cab28
 def image_seed(seed:int, corruption:str, severity:int, key:str) -> int:
@@ -26,8 +26,9 @@ def image_seed(seed:int, corruption:str, severity:int, key:str) -> int:
 # %% ../nbs/04_corrupt_dataset.ipynb #58ff9b3e
 def _is_img(p, root): return p.suffix.lower() in IMG_EXTS and p.is_file() and not any(q.startswith('.') for q in p.relative_to(root).parts)
 
-def list_images(src, classes:Sequence[str]|None=None) -> list[str]:
-    "Relative paths (posix) of the images under `src/<class>/...` (only `classes` if given), sorted; errors name the fix."
+def list_images(src, classes:Sequence[str]|None=None, skip_empty:bool=False) -> list[str]:
+    """Relative paths (posix) of the images under `src/<class>/...` (only `classes` if given), sorted; errors name the fix.
+    A class folder without images is an error, or with `skip_empty` a warning naming it."""
     src = Path(src)
     if not src.is_dir(): raise FileNotFoundError(f"source folder {src} does not exist; pass a folder of class sub-folders of images")
     if classes is not None:
@@ -37,6 +38,9 @@ def list_images(src, classes:Sequence[str]|None=None) -> list[str]:
     tops = [src/c for c in classes] if classes is not None else [src]
     files = sorted(p.relative_to(src).as_posix() for t in tops for p in t.rglob('*') if _is_img(p, src))
     if not files: raise ValueError(f"no images ({'/'.join(IMG_EXTS)}) found under {src}; pass a folder of class sub-folders of images")
+    full = {f.split('/', 1)[0] for f in files}
+    dirs = classes if classes is not None else sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    _empty_classes([src/c for c in dirs if c not in full], skip_empty)
     loose = [f for f in files if '/' not in f]
     if loose: raise ValueError(f"{len(loose)} images lie directly in {src} (e.g. {loose[0]}); the -C layout needs class folders: "
                                "move them into <src>/<class>/")
@@ -140,17 +144,18 @@ def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Seq
                    size:int|None=224, resize:int|None=256, border:int=0, seed:int=0, quality:int=85,
                    workers:int|None=None, chunk_size:int=8, executor:str='thread', device='cpu',
                    corrupt_fn:Callable|None=None, valid_names:Sequence[str]|None=None, show_progress:bool=True,
-                   recheck:bool=False, classes:Sequence[str]|None=None, skip_bad:bool=False) -> dict:
+                   recheck:bool=False, classes:Sequence[str]|None=None, skip_bad:bool=False, skip_empty:bool=False) -> dict:
     """Write `dst/<corruption>/<severity>/<class>/<image>.jpg` for every image under `src/<class>/`; resumable, deterministic.
     Every image is decoded once before any work: an unreadable one is an error naming it, or with `skip_bad` is skipped
-    and listed (`stats['bad']`, and `skipped` in each cell's `.complete.json`)."""
+    and listed (`stats['bad']`, and `skipped` in each cell's `.complete.json`). An empty class folder is an error, or with
+    `skip_empty` a warning."""
     corruptions, severities, corrupt_fn = _resolve(corruptions, severities, corrupt_fn, valid_names)
     if executor not in ('thread', 'process'): raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
     if executor == 'process' and str(device).startswith('cuda'):
         raise ValueError("CUDA cannot be used from forked worker processes: use executor='thread' with device='cuda'")
     if not 1 <= quality <= 100: raise ValueError(f"JPEG quality must be in 1..100 (ImageNet-C used 85), got {quality}")
     _check_dst(src, dst)
-    files, bad = verify_images(src, list_images(src, classes), workers, skip_bad)
+    files, bad = verify_images(src, list_images(src, classes, skip_empty), workers, skip_bad)
     if not files: raise ValueError(f"none of the {len(bad)} images under {src} can be read (e.g. {Path(src)/bad[0]['file']}: {bad[0]['error']})")
     dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
     _check_settings(dst, dict(seed=int(seed), size=size, resize=resize, border=border, quality=quality))

@@ -228,3 +228,14 @@ def test_unreadable_image_named_before_any_work_or_skipped(tmp_path):
 def test_prepare_names_the_file(tmp_path):
     (tmp_path/'x.jpg').write_bytes(b'\xff\xd8\xff garbage')
     with pytest.raises(OSError, match=r"could not read image .*x\.jpg.*replace or delete it"): CD.prepare(tmp_path/'x.jpg')
+
+def test_empty_class_folder_named_or_reported(tmp_path):
+    src = src_tree(tmp_path/'src', classes=('a', 'c'), n=1); (src/'b').mkdir()
+    with pytest.raises(ValueError, match=r"class folder .*src/b holds no images.*skip_empty=True"):
+        CD.corrupt_folder(src, tmp_path/'out', **{**KW, 'corrupt_fn': standin})
+    assert not (tmp_path/'out').exists()
+    with pytest.warns(UserWarning, match=r"skipped 1 empty class folder\(s\): .*src/b"):
+        st = CD.corrupt_folder(src, tmp_path/'out', **{**KW, 'corrupt_fn': standin}, skip_empty=True)
+    assert st['images'] == 2
+    with pytest.raises(ValueError, match="src/b holds no images"): CD.list_images(src, classes=['b', 'a'])
+    assert CD.list_images(src, classes=['a']) == ['a/img0.png']         # not asked for: not an error

@@ -264,3 +264,25 @@ def test_objectnet_c_suite(tmp_path):
     assert sh.map_logits(torch.randn(3, 1000)).shape == (3, 114)
     with pytest.raises(ValueError, match="has 2 class folders, expected 113"): D.objectnet_c_suite(tmp_path/'onc', severities=(1,))
     with pytest.raises(FileNotFoundError, match="--objectnet"): D.objectnet_c_suite(tmp_path/'nope')
+
+# ---- empty class folders: an error naming them, or a reported skip ------------------------------------------------
+def test_empty_class_folder_is_an_error_or_a_reported_skip(tmp_path):
+    root = tree(tmp_path/'if', ['a', 'c'])
+    (root/'b').mkdir(); (root/'d'/'nested').mkdir(parents=True)
+    Image.new('RGB', (8, 8)).save(root/'d'/'nested'/'x.png')            # images one level too deep
+    with pytest.raises(ValueError, match=r"2 class folders hold no images .*sub-folders of a class folder are not read.*them \(.*if/b, .*if/d\), or pass skip_empty=True"):
+        D.image_folder(root, size=8)
+    with pytest.warns(UserWarning, match=r"skipped 2 empty class folder\(s\): .*if/b, .*if/d"):
+        ds, classes = D.image_folder(root, size=8, skip_empty=True)
+    assert classes == ['a', 'c'] and sorted(set(ds.targets)) == [0, 1] and [p.name for p in ds.skipped_empty] == ['b', 'd']
+    with pytest.warns(UserWarning, match=r"skipped 1 empty"):             # explicit classes keep their labels
+        ds, classes = D.image_folder(root, classes=['c', 'b', 'a'], size=8, skip_empty=True)
+    assert classes == ['c', 'b', 'a'] and sorted(set(ds.targets)) == [0, 2] and [p.name for p in ds.skipped_empty] == ['b']
+    ds, _ = D.image_folder(root, classes=['a', 'c'], size=8)               # empty folders not asked for: no error
+    assert len(ds) == 4 and ds.skipped_empty == []
+    # scan_classes, under every loader: the same error, or a warning with skip_empty
+    tree(tmp_path/'val', [W[0], W[2]]); (tmp_path/'val'/W[1]).mkdir()
+    with pytest.raises(ValueError, match=rf"class folder .*{W[1]} holds no images"): D.imagenet_val(tmp_path/'val', strict=False)
+    with pytest.warns(UserWarning, match=W[1]):
+        s = D.scan_classes(tmp_path/'val', lambda d: W.index(d.name), 'ImageNet val', 'fix', skip_empty=True)
+    assert sorted({y for _, y in s}) == [0, 2]
