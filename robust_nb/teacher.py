@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from .core import Registry, cache_dir, atomic_save, atomic_write_json, safe_load, make_generator, check_images
 from .augment import augmix, deepaugment, pixmix, fractals
 from .losses import ce, jsd_loss
+from .engine import fit, seed_everything
 
 # %% auto #0
-__all__ = ['RECIPES', 'JSD_WEIGHT', 'EMBEDDED_TEACHER', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank',
-           'pixmix_loss', 'augmix_pixmix_loss', 'small_teacher', 'robustify_teacher', 'teacher_dir', 'embedded_teacher',
-           'main']
+__all__ = ['RECIPES', 'JSD_WEIGHT', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank', 'pixmix_loss',
+           'augmix_pixmix_loss', 'small_teacher', 'robustify_teacher']
 
 # %% ../nbs/07_teacher.ipynb #8c9c3455
 RECIPES = Registry('teacher recipe')
@@ -104,104 +104,13 @@ def small_teacher(num_classes:int, pretrained=None) -> nn.Module:
     return m
 
 # %% ../nbs/07_teacher.ipynb #2a087eba
-def robustify_teacher(model:nn.Module, data, recipe:str='augmix+deepaugment', recipe_kw:dict|None=None, **fit_kwargs):
-    "Train `model` on `data` with a robustness `recipe` (see `RECIPES`) through `robust_nb.engine.fit`; returns its `FitResult`."
+def robustify_teacher(model, data, recipe:str='augmix+deepaugment', recipe_kw:dict|None=None, seed:int=0, **fit_kwargs):
+    """Train `model` on `data` with a robustness `recipe` (see `RECIPES`) through `robust_nb.engine.fit`; returns its
+    `FitResult`. `model` is an `nn.Module`, or a builder `() -> nn.Module` called after seeding with `seed` (then two runs
+    with one seed give identical weights); the recipe is built after the seed too."""
+    seed_everything(seed)
     loss_fn = RECIPES[recipe](**(recipe_kw or {}))
-    from robust_nb.engine import fit
-    return fit(model, loss_fn, data, **fit_kwargs)
+    if not isinstance(model, nn.Module): model = model()
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module or a builder returning one, got {type(model).__name__}")
+    return fit(model, loss_fn, data, seed=seed, **fit_kwargs)
 
-EMBEDDED_TEACHER = dict(n=8000, epochs=6, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05, size=32, seed=0)
-
-def teacher_dir(recipe:str, **cfg) -> Path:
-    "Cache folder of the embedded teacher trained with `recipe` and config `cfg` (defaults: `EMBEDDED_TEACHER`)."
-    c = {**EMBEDDED_TEACHER, **cfg}
-    tag = f"{recipe}_n{c['n']}_e{c['epochs']}_b{c['batch_size']}_lr{c['lr']:g}_s{c['size']}_seed{c['seed']}"
-    return cache_dir('teachers', tag)
-
-def embedded_teacher(recipe:str='augmix+deepaugment', retrain:bool=False, progress:bool=True, **cfg) -> nn.Module:
-    """The small teacher trained with `recipe` on the embedded benchmark (photo/train), loaded from the cache when it
-    exists; otherwise trained (resuming from checkpoints if a previous run was killed) and cached."""
-    from robust_nb.synthetic import SyntheticDataset, NUM_CLASSES
-    RECIPES[recipe]                                                                # fail early on a bad name
-    c = {**EMBEDDED_TEACHER, **cfg}
-    d = teacher_dir(recipe, **c); path = d / 'teacher.pt'
-    model = small_teacher(NUM_CLASSES)
-    if path.exists() and not retrain:
-        model.load_state_dict(safe_load(path)['state_dict']); return model.eval()
-    if retrain: shutil.rmtree(d / 'ckpt', ignore_errors=True)                     # else fit would resume the old run
-    data = SyntheticDataset('photo', c['n'], size=c['size'], seed=c['seed'], split='train', cache=True).tensors()
-    t0 = time.time()
-    res = robustify_teacher(model, data, recipe, epochs=c['epochs'], batch_size=c['batch_size'], lr=c['lr'],
-                            weight_decay=c['weight_decay'], warmup=c['warmup'], seed=c['seed'], ckpt_dir=d / 'ckpt',
-                            log_file=d / 'log.jsonl', progress=progress)
-    model = res.model
-    atomic_save({'state_dict': model.state_dict(), 'recipe': recipe, 'arch': 'small_cnn-40', 'num_classes': NUM_CLASSES,
-                 'config': json.dumps(c)}, path)
-    atomic_write_json({'recipe': recipe, **c, 'train_s': time.time() - t0}, d / 'config.json')
-    return model.eval()
-
-# %% ../nbs/07_teacher.ipynb #8943761d
-def _parser():
-    p = argparse.ArgumentParser(prog='robust_nb_teacher', description="Train a robust teacher with a robustness recipe.")
-    p.add_argument('--recipe', default='augmix+deepaugment', help=f"one of: {', '.join(RECIPES)}")
-    p.add_argument('--data', default='embedded', help="'embedded' (the procedurally generated benchmark) or an ImageFolder path")
-    p.add_argument('--arch', default='small', help="'small' (the embedded small teacher) or a timm model name")
-    p.add_argument('--n', type=int, default=EMBEDDED_TEACHER['n'], help="training images (embedded data only)")
-    p.add_argument('--size', type=int, default=None, help="image size (default 32 embedded, 224 ImageFolder)")
-    p.add_argument('--epochs', type=int, default=EMBEDDED_TEACHER['epochs'])
-    p.add_argument('--max-steps', type=int, default=None)
-    p.add_argument('--batch-size', type=int, default=EMBEDDED_TEACHER['batch_size'])
-    p.add_argument('--lr', type=float, default=EMBEDDED_TEACHER['lr'])
-    p.add_argument('--weight-decay', type=float, default=EMBEDDED_TEACHER['weight_decay'])
-    p.add_argument('--warmup', type=float, default=EMBEDDED_TEACHER['warmup'])
-    p.add_argument('--mixed-precision', default='no', choices=['no', 'fp16', 'bf16'])
-    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes that decode ImageFolder images (0: in the main process)")
-    p.add_argument('--severity', type=int, default=None,
-                   help="AugMix/PixMix severity, for the recipes that take one (default 3 on the 32-px embedded data as for CIFAR, "
-                        "1 on ImageFolder data as for ImageNet)")
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--ckpt-dir', default=None, help="checkpoint folder (resumes from it); default: under the robust_nb cache")
-    p.add_argument('--ckpt-every', type=int, default=None)
-    p.add_argument('--out', default=None, help="where to write the final weights (default: <ckpt-dir>/../teacher.pt)")
-    return p
-
-def _folder_data(root, size):
-    "An ImageFolder tree with training augmentations (random resized crop + flip); labels by `data.image_folder`'s class order."
-    import torchvision.transforms as T
-    from robust_nb.data import image_folder
-    if not Path(root).is_dir(): raise FileNotFoundError(f"--data {root} is not a folder; pass 'embedded' or an ImageFolder root (class sub-folders)")
-    ds, classes = image_folder(root, transform=T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()]))
-    return ds, len(classes), classes
-
-def main(argv=None):
-    "Entry point of `robust_nb_teacher`."
-    a = _parser().parse_args(argv)
-    RECIPES[a.recipe]                                                                 # fail early on a bad name
-    if a.severity is not None and not 1 <= a.severity <= 10: raise ValueError(f"--severity must be in 1..10 (AugMix's scale), got {a.severity}")
-    if a.data == 'embedded':
-        from robust_nb.synthetic import SyntheticDataset, NUM_CLASSES, CLASSES
-        size = a.size or 32
-        data = SyntheticDataset('photo', a.n, size=size, seed=a.seed, split='train', cache=True).tensors()
-        num_classes, classes = NUM_CLASSES, list(CLASSES)
-    else:
-        size = a.size or 224
-        data, num_classes, classes = _folder_data(a.data, size)
-    import inspect
-    recipe_kw = {}
-    if 'severity' in inspect.signature(RECIPES[a.recipe]).parameters:            # AugMix paper: 3 on CIFAR, 1 on ImageNet
-        recipe_kw['severity'] = a.severity if a.severity is not None else 3 if a.data == 'embedded' else 1
-    elif a.severity is not None: print(f"robust_nb_teacher: recipe {a.recipe!r} has no augmentation severity; --severity is ignored")
-    if a.arch == 'small': model = small_teacher(num_classes)
-    else:
-        from robust_nb.models import timm_classifier
-        model = timm_classifier(a.arch, num_classes)
-    tag = f"{a.recipe}_{a.arch}_{Path(a.data).name}_s{size}_e{a.epochs}_seed{a.seed}" + ''.join(f"_sev{v}" for v in recipe_kw.values())
-    ckpt = Path(a.ckpt_dir) if a.ckpt_dir else cache_dir('teachers', 'cli', tag) / 'ckpt'
-    out = Path(a.out) if a.out else ckpt.parent / 'teacher.pt'
-    res = robustify_teacher(model, data, a.recipe, recipe_kw, epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size,
-                            lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, mixed_precision=a.mixed_precision, seed=a.seed,
-                            ckpt_dir=ckpt, ckpt_every=a.ckpt_every, log_file=ckpt.parent / 'log.jsonl', num_workers=a.workers)
-    atomic_save({'state_dict': res.model.state_dict(), 'recipe': a.recipe, 'severity': recipe_kw.get('severity'), 'arch': a.arch,
-                 'num_classes': num_classes, 'class_names': classes, 'size': size}, out)
-    print(f"robust_nb_teacher: {a.recipe} teacher saved to {out}")
-    return out
