@@ -194,10 +194,11 @@ def _reference(c):
     return small_cnn(c['num_classes'], c['width']) if c['model'] == 'small_cnn' else timm_classifier(c['model'], c['num_classes'])
 
 # %% ../nbs/10b_embedded.ipynb #emb024
-def reference_normaliser(size:int=32, n:int=1000, seed:int=0, corruptions:Sequence[str]|None=None, progress:bool=True,
-                         **cfg) -> Normaliser:
-    "The embedded mCE normaliser: errors of `create('reference', size=size, **cfg)` on `embedded_suite(size, n, seed, corruptions)`."
-    c = resolve('reference', **{'size': size, **cfg})
+def reference_normaliser(size:int=32, n:int=1000, seed:int=0, corruptions:Sequence[str]|None=None, reference:dict|None=None,
+                         progress:bool=True) -> Normaliser:
+    """The embedded mCE normaliser: errors of `create('reference', **reference)` (trained at `size`) on the embedded suite
+    `embedded_suite(size, n, seed, corruptions)` (default: the 15 ImageNet-C corruptions)."""
+    c = resolve('reference', **{**(reference or {}), 'size': size})
     info = dict(reference=c, size=size, n=n, seed=seed, corruptions=list(corruptions or CORRUPTIONS),
                 torch=torch.__version__.split('+')[0], timm=timm.__version__)
     def build(folder):

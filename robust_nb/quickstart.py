@@ -8,11 +8,10 @@ import time, json, hashlib, contextlib, copy, functools
 from pathlib import Path
 import torch
 import pandas as pd
-from fastcore.script import call_parse
 from .core import cache_dir, config_key, atomic_save, atomic_write_json, safe_load, atomic_write_bytes
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'QUICKSTART_VQ', 'f_correct_by_shift', 'quickstart', 'main']
+__all__ = ['QUICKSTART', 'QUICKSTART_VQ', 'f_correct_by_shift', 'quickstart']
 
 # %% ../nbs/16_quickstart.ipynb #2161af4e
 QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=8000, frac=0.1, distill_epochs=30,
@@ -147,7 +146,7 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
 
     with stage('6. evaluate every model on every shift'):
         norm = reference_normaliser(n=c['n_eval'], seed=c['seed'], corruptions=list(dict.fromkeys(s.corruption for s in suite.corruptions)),
-                                    progress=verbose, **zoo['reference'][1])
+                                    reference=zoo['reference'][1], progress=verbose)
         results = {n: evaluate(m, suite, name=n, progress=verbose, baseline=norm) for n, m in models.items()}
         for n in models: costs.setdefault(n, {})['params_total'] = count_params(models[n])[1]
         fc = f_correct_by_shift(mh, suite, n=c['n_eval'], seed=c['seed'])
@@ -159,15 +158,3 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict
     if verbose: print(f"stages (s): {json.dumps({k: round(v, 1) for k, v in stage.times.items()})}\nreport: {report}")
     return dict(table=table, f_correct=fc, results=results, models=models, costs=costs, times=stage.times, report=report, suite=suite,
                 vq=vq, multihead=mh)
-
-# %% ../nbs/16_quickstart.ipynb #19c8baa9
-@call_parse
-def main(
-    out:str='robust_nb_quickstart',   # folder for the tables (CSV/JSON) and the HTML report
-    n_eval:int=250,                   # images per evaluation set (clean, each natural shift, each corruption × severity)
-    quiet:bool=False,                 # no progress bars or stage prints
-):
-    "Run robust_nb's whole pipeline on the embedded benchmark (cached: a second run takes seconds)."
-    t0 = time.perf_counter()
-    quickstart(out, verbose=not quiet, n_eval=n_eval)
-    print(f"robust_nb_quickstart finished in {time.perf_counter() - t0:.0f} s")

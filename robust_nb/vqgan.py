@@ -7,12 +7,12 @@ from __future__ import annotations
 import re, math, pickle, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import check_images, Registry, atomic_write_bytes, cache_dir, make_generator
+from .core import check_images, Registry, atomic_write_bytes, cache_dir, make_generator, load_safetensors, open_safetensors
 from .engine import fit
 
 # %% auto #0
 __all__ = ['VQ_CONFIGS', 'VQDiscretiser', 'vq_model', 'taming_to_diffusers', 'taming_config', 'load_state_dict',
-           'load_taming_vqgan', 'vq_loss', 'train_vq', 'save_vq', 'load_vq', 'embedded_vq']
+           'load_taming_vqgan', 'vq_loss', 'train_vq', 'save_vq', 'load_vq']
 
 # %% ../nbs/13_vqgan.ipynb #8556f78c
 _GRADS = ('identity', 'full', 'none')
@@ -163,9 +163,7 @@ def load_state_dict(path) -> dict:
     "A checkpoint's tensors, loaded safely (`weights_only=True` or safetensors); Lightning's `state_dict` is unwrapped."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"VQGAN checkpoint {path} does not exist; download it (e.g. latent-diffusion's vq-f8 model.ckpt) or fix the path")
-    if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        return load_file(str(path))
+    if path.suffix == '.safetensors': return load_safetensors(path)   # errors name the file
     try: obj = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         raise RuntimeError(
@@ -242,26 +240,15 @@ def save_vq(q:VQDiscretiser, path):
 def load_vq(path, grad:str='identity') -> VQDiscretiser:
     "Load a VQ saved by `save_vq`."
     import json
-    from safetensors import safe_open
-    from safetensors.torch import load_file
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"VQ checkpoint {path} does not exist; train one with train_vq and save_vq")
-    with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
+    with open_safetensors(path) as f: meta = f.metadata() or {}
     if 'config' not in meta: raise ValueError(f"{path} has no VQ config metadata; was it written by save_vq? For taming checkpoints use load_taming_vqgan")
     cfg = {k: v for k, v in json.loads(meta['config']).items() if not k.startswith('_')}
     for k in ('block_out_channels', 'down_block_types', 'up_block_types'): cfg[k] = tuple(cfg[k])
-    vq = vq_model(cfg); vq.load_state_dict(load_file(str(path)))
+    vq = vq_model(cfg)
+    try: vq.load_state_dict(load_safetensors(path))
+    except RuntimeError as e:
+        if 'could not read' in str(e): raise
+        raise RuntimeError(f"{path}: the weights do not match the config stored in the file ({e}); re-save it with save_vq") from e
     return VQDiscretiser(vq.eval(), grad=grad)
-
-def embedded_vq(size:int=32, n:int=600, epochs:int=4, seed:int=0, **kwargs) -> VQDiscretiser:
-    "The embedded benchmark's discretiser: a small VQ trained on synthetic photo/train images (`train_vq` kwargs), cached under `cache_dir('vqgan')`."
-    import json, hashlib
-    key = {k: v for k, v in kwargs.items() if k != 'progress'}
-    tag = '_' + hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8] if key else ''
-    path = cache_dir('vqgan') / f'embedded_s{size}_n{n}_e{epochs}_seed{seed}{tag}.safetensors'
-    if path.exists(): return load_vq(path)
-    from robust_nb.synthetic import render
-    x, _ = render('photo', n, size=size, seed=seed, split='train')
-    q = train_vq(x, epochs=epochs, seed=seed, **kwargs)
-    save_vq(q, path)
-    return q

@@ -5,7 +5,7 @@ from robust_nb.quickstart import quickstart, QUICKSTART
 
 TINY = dict(n_eval=8, corruptions=['gaussian_noise'], severities=(1, 2, 3, 4, 5), n_tune=32, distill_epochs=1, dad_n=32,
             dad_size=16, dad_epochs=1, student=dict(n=32, epochs=1), teacher=dict(n=32, epochs=1),
-            foundation=dict(n_per_domain=16, epochs=1), vq=dict(n=32, epochs=1), reference=dict(steps=3, train_n=32))
+            foundation=dict(n_per_domain=16, epochs=1), vq=dict(n=32, epochs=1), reference=dict(steps=3, n=32))
 MODELS = ['student (original)', 'teacher (small, robust)', 'multi-head (ours)', 'APT', 'teacher (foundation-like)',
           'small student (KD)', 'small student (DAD)']
 
