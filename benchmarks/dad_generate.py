@@ -21,7 +21,7 @@ def main():
     from robust_nb.synthetic import render, NUM_CLASSES
     dev = torch.device(a.device)
     torch.manual_seed(0)
-    teacher = Teacher(small_cnn(NUM_CLASSES)).to(dev)   # the embedded foundation_teacher's architecture
+    teacher = Teacher(small_cnn(NUM_CLASSES)).to(dev)   # the embedded zoo's 'foundation' architecture (robust_nb.embedded)
     vq = VQDiscretiser(vq_model('tiny'), grad='none').to(dev).eval()
     x, y = render('photo', a.n, size=a.size, split='train')
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)

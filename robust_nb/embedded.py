@@ -17,7 +17,7 @@ from safetensors.torch import save as _st_save
 from .core import Registry, cache_dir, cached, config_key, atomic_write_bytes, atomic_write_json, load_safetensors, progress as _progress
 from .synthetic import SyntheticDataset, render, NUM_CLASSES
 from .corruptions import CORRUPTIONS
-from .models import timm_classifier, small_cnn
+from .models import EMBEDDED_ARCHS, timm_classifier, small_cnn
 from .engine import fit
 from .teacher import RECIPES, robustify_teacher
 from .vqgan import VQDiscretiser, vq_model, train_vq
@@ -122,10 +122,12 @@ def _timm_student(c):
     "A timm `c['model']` with `c['model_kw']`, as a `StagedModel` taking [0,1] images."
     return timm_classifier(c['model'], c['num_classes'], **c['model_kw'])
 
-register_model('resnet', dict(model='resnet10t', model_kw=dict(layers=[1, 1, 2, 4], channels=[64, 128, 160, 192]),
-                              **_STUDENT_DATA, **_STUDENT_RECIPE), _train_student)(_timm_student)
-register_model('vit', dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, patch_size=8, depth=6),
-                           **_STUDENT_DATA, **_STUDENT_RECIPE), _train_student)(_timm_student)
+def _arch(arch):
+    "`models.EMBEDDED_ARCHS[arch]` as config data: the timm name and its keyword arguments (tuples as lists)."
+    name, kw = EMBEDDED_ARCHS[arch]
+    return dict(model=name, model_kw={k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()})
+
+for _a in ('resnet', 'vit'): register_model(_a, dict(**_arch(_a), **_STUDENT_DATA, **_STUDENT_RECIPE), _train_student)(_timm_student)
 
 # %% ../nbs/10b_embedded.ipynb #emb015
 def _train_teacher(m, c, folder, progress):

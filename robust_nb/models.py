@@ -20,7 +20,7 @@ __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Pr
            'ViTHead', 'CallHead', 'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn',
            'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'DropAfter',
-           'add_dropout', 'has_dropout']
+           'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -171,7 +171,8 @@ EMBEDDED_ARCHS = {
 }
 
 def embedded_student(num_classes:int, pretrained:bool|str|Path=False, arch:str='resnet', **kw) -> StagedModel:
-    "The embedded benchmark's student, a timm model sized for 32 px: `arch` 'resnet' (3.9M params, default) or 'vit' (2.7M)."
+    """The embedded benchmark's student architecture, a timm model sized for 32 px: `arch` 'resnet' (3.9M params, default)
+    or 'vit' (2.7M). Untrained unless `pretrained` is a weights file; the pre-trained ones are `embedded.create(arch)`."""
     if arch not in EMBEDDED_ARCHS: raise ValueError(f"unknown embedded student arch {arch!r}; valid: {', '.join(EMBEDDED_ARCHS)}")
     name, base = EMBEDDED_ARCHS[arch]
     return timm_classifier(name, num_classes, pretrained, **{**base, **kw})
@@ -404,3 +405,58 @@ def add_dropout(module:nn.Module, p:float=0.25) -> list:
 def has_dropout(m:nn.Module) -> bool:
     "Whether `m` contains an active (p > 0) `nn.Dropout`."
     return any(isinstance(d, nn.Dropout) and d.p > 0 for d in m.modules())
+
+# %% ../nbs/10_models.ipynb #c70cb3fc
+class _Captured(Exception):
+    def __init__(self, x): self.x = x
+
+class _Capture(nn.Module):
+    "Stand-in for a branch-output slot: stops the block's forward and hands over the branch output."
+    def forward(self, x): raise _Captured(x)
+
+def _shortcut(s, x):
+    ds = getattr(s, 'downsample', None) if not hasattr(s, 'shortcut') else s.shortcut
+    return x if ds is None else ds(x)
+
+def _merge(s):
+    "`sto(state)` for block `s`: what its forward does after its first branch-output slot."
+    from timm.models.resnet import BasicBlock, Bottleneck
+    from timm.models.convnext import ConvNeXtBlock
+    from timm.models.vision_transformer import Block
+    if isinstance(s, Residual): return lambda t: t[0] + s.drop_path(t[1])
+    if isinstance(s, BasicBlock): return lambda t: s.act2(s.drop_path(t[1]) + t[0])
+    if isinstance(s, Bottleneck): return lambda t: s.act3(s.drop_path(t[1]) + t[0])
+    if isinstance(s, ConvNeXtBlock): return lambda t: s.drop_path(t[1]) + t[0]
+    if isinstance(s, Block):
+        def sto(t): y = t[0] + s.drop_path1(t[1]); return y + s.drop_path2(s.ls2(s.mlp(s.norm2(y))))
+        return sto
+    def sto(t): y = t[0] + s.ls_1(t[1]); return y + s.ls_2(s.mlp(s.ln_2(y)))      # open_clip ResidualAttentionBlock
+    return sto
+
+def branch_parts(s:nn.Module):
+    "`(det, sto)` with `sto(det(x)) == s(x)` and every active dropout of block `s` inside `sto`; None if `s` is not such a block."
+    slots = _branch_slots(s)
+    if not slots: return None
+    inside = {id(d) for a in slots if getattr(s, a) is not None for d in getattr(s, a).modules()}
+    active = [d for d in s.modules() if isinstance(d, nn.Dropout) and d.p > 0]
+    if not active or any(id(d) not in inside for d in active): return None     # other dropout may sit before the slot
+    first = slots[0]
+    def det(x):
+        keep = getattr(s, first); s._modules[first] = _Capture()
+        try: s(x)
+        except _Captured as c: b = c.x
+        else: raise RuntimeError(f"{type(s).__name__}.forward never reached its {first} slot")
+        finally: s._modules[first] = keep
+        return (x if isinstance(s, Residual) or len(slots) == 2 else _shortcut(s, x)), b
+    return det, _merge(s)
+
+def token_wise(s:nn.Module) -> bool:
+    "Whether stage `s` acts on each token separately (LayerNorm, an MLP residual branch): it commutes with picking tokens."
+    from timm.layers import Mlp
+    return isinstance(s, (nn.LayerNorm, nn.Identity)) or (isinstance(s, Residual) and isinstance(s.fn, Mlp))
+
+def pooled_token(s:nn.Module) -> bool:
+    "Whether stage `s` pools a transformer's tokens by taking the class token (index 0) alone."
+    if isinstance(s, ViTHead): return s.global_pool == 'token' and s.attn_pool is None
+    if isinstance(s, CLIPPool): return s.pool_type == 'tok' and s.attn_pool is None
+    return False
