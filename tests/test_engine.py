@@ -429,3 +429,19 @@ def test_seed_everything_then_build_gives_identical_weights():
     torch.manual_seed(99)                                         # whatever ran before: the seed decides
     assert_same(a, run(0))
     assert not torch.equal(a['0.weight'], run(1)['0.weight'])
+
+def test_non_finite_weights_message_names_only_a_real_checkpoint(tmp_path):
+    "A diverged run (huge lr: finite loss, infinite weights) must not claim that a never-written last.pt holds good weights."
+    blow = lambda m, b: m[0].weight[0, 0] * 1e38 + 0 * m(b[0]).sum()   # finite loss, gradient 1e38: one SGD step at lr 4 -> inf
+    d = tmp_path / 'ck'
+    with pytest.raises(FloatingPointError, match=r"non-finite weights at step 1: checkpoint not written; no checkpoint was written before"):
+        fit(make_model(), blow, make_data(), ckpt_dir=d, ckpt_every=1, lr=4., opt='sgd', max_steps=3, batch_size=20, progress=False)
+    assert not (d / 'last.pt').exists()
+    calls = [0]
+    def late(m, b):
+        calls[0] += 1
+        return blow(m, b) if calls[0] == 3 else 0 * m(b[0]).sum()     # two harmless steps, checkpointed
+    with pytest.raises(FloatingPointError, match=r"non-finite weights at step 3: .*last\.pt still holds the last good one \(step 2\)"):
+        fit(make_model(), late, make_data(), ckpt_dir=tmp_path / 'ck2', ckpt_every=1, lr=4., opt='sgd', max_steps=5,
+            batch_size=20, warmup=0., progress=False)
+    assert safe_load(tmp_path / 'ck2' / 'last.pt')['step'] == 2

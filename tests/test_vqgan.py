@@ -144,3 +144,14 @@ def test_train_vq_learns(tmp_path):
     with torch.no_grad(): err = (q(x) - x).abs().mean()
     assert err < 0.75 * err0 and q.grad == 'identity' and not q.training
     with pytest.raises(ValueError, match='normalised'): train_vq((x * 2 - 1,), config=cfg, epochs=1)
+
+def test_load_errors_name_the_file(tmp_path):
+    "A truncated or foreign safetensors file: safetensors alone says 'header too large' / 'incomplete metadata', with no file name."
+    q = VQDiscretiser(tiny_vq()); save_vq(q, tmp_path / 'q.safetensors')
+    data = (tmp_path / 'q.safetensors').read_bytes()
+    (tmp_path / 'cut.safetensors').write_bytes(data[:-100])
+    (tmp_path / 'junk.safetensors').write_bytes(b'this is not a safetensors file')
+    for name in ('cut.safetensors', 'junk.safetensors'):
+        for load in (load_vq, load_state_dict, load_taming_vqgan):
+            with pytest.raises(RuntimeError, match=rf"could not read safetensors file .*{name}.*copy it again"): load(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match=r"nope\.safetensors does not exist"): load_vq(tmp_path / 'nope.safetensors')
