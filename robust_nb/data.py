@@ -209,7 +209,9 @@ class LabelledImages(Dataset):
     def __len__(self): return len(self.samples)
     def __getitem__(self, i):
         path, y = self.samples[i]
-        with Image.open(path) as im: img = im.convert('RGB')
+        try:
+            with Image.open(path) as im: img = im.convert('RGB')
+        except Exception as e: raise OSError(f"could not read image {path} ({type(e).__name__}: {e}); replace or delete it") from e
         if self.border:
             w, h = img.size; b = self.border
             img = img.crop((b, b, w - b, h - b))
@@ -440,7 +442,8 @@ class ArrayImages(Dataset):
 
 def _load_npy(path, what):
     if not Path(path).is_file(): raise FileNotFoundError(f"{what} file {path} does not exist; download and extract CIFAR-10-C/CIFAR-100-C there")
-    return np.load(path, mmap_mode='r')
+    try: return np.load(path, mmap_mode='r')
+    except Exception as e: raise ValueError(f"could not read {what} file {path} ({type(e).__name__}: {e}); it may be truncated: download it again") from e
 
 def cifar_c(root, corruption:str, severity:int, num_classes:int=10, n_per_severity:int=10000, name=None) -> Shift:
     "One CIFAR-10/100-C (corruption, severity): block `severity` of `root/<corruption>.npy` with `root/labels.npy`."

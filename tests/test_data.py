@@ -286,3 +286,13 @@ def test_empty_class_folder_is_an_error_or_a_reported_skip(tmp_path):
     with pytest.warns(UserWarning, match=W[1]):
         s = D.scan_classes(tmp_path/'val', lambda d: W.index(d.name), 'ImageNet val', 'fix', skip_empty=True)
     assert sorted({y for _, y in s}) == [0, 2]
+
+def test_load_errors_name_the_file(tmp_path):
+    root = tree(tmp_path/'if', ['a'], n=2, hw=(40, 40))
+    ok = (root/'a'/'1.png').read_bytes(); (root/'a'/'1.png').write_bytes(ok[:len(ok) // 2])   # truncated: PIL alone says
+    ds, _ = D.image_folder(root, size=8)                                                        # "image file is truncated"
+    ds[0]
+    with pytest.raises(OSError, match=r"could not read image .*a/1\.png .*truncated.*replace or delete it"): ds[1]
+    np.save(tmp_path/'fog.npy', np.zeros((5*2, 32, 32, 3), np.uint8)); np.save(tmp_path/'labels.npy', np.zeros(10, np.int64))
+    (tmp_path/'fog.npy').write_bytes((tmp_path/'fog.npy').read_bytes()[:2000])                  # numpy alone: "mmap length ..."
+    with pytest.raises(ValueError, match=r"could not read CIFAR-C file .*fog\.npy.*download it again"): D.cifar_c(tmp_path, 'fog', 1, n_per_severity=2)
