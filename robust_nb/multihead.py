@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry
-from .models import StagedModel, Split, split_model, HeadStage, BLOCK_KINDS, add_dropout, has_dropout
+from .models import StagedModel, Split, split_model, HeadStage, BLOCK_KINDS, add_dropout, has_dropout, branch_parts, token_wise, pooled_token
 from .engine import fit
 from .metrics import f_correct
 from .losses import multihead_loss, VARIANTS, SINGLE_HEAD
@@ -76,8 +76,8 @@ def _mc_mode(mods, on:bool):
         for b in m.modules():
             if isinstance(b, nn.modules.batchnorm._BatchNorm): b.eval()
 
-def _run_mc(fns, mods, u):
-    _mc_mode(mods, True)
+def _run_mc(fns, mods, u, on:bool=True):
+    _mc_mode(mods, on)
     try:
         for f in fns: u = f(u)
     finally: _mc_mode(mods, False)
@@ -85,9 +85,34 @@ def _run_mc(fns, mods, u):
 
 def _rep(u, n): return u.repeat(n, *([1] * (u.ndim - 1)))      # [N·B, ...], sample-major
 
+# %% ../nbs/11_multihead.ipynb #47340dd4
+def _head_plan(h:nn.Sequential, u):
+    "Run head section `h` on `u` up to its first dropout: (state tuple to repeat N times, stochastic callables, their modules)."
+    j = next((k for k, s in enumerate(h) if has_dropout(s)), None)
+    if j is None: return (h(u),), [lambda t: t[0]], []
+    pool = next((k for k, s in enumerate(h) if pooled_token(s)), None)
+    u, st = h[:j](u), h[j]
+    if isinstance(st, HeadStage) and not has_dropout(nn.ModuleList([m for n, m in st.named_children() if n not in ('drop', 'fc', 'head')])):
+        return (st.forward_pre(u),), [lambda t: st.forward_post(t[0]), *h[j+1:]], list(h[j:])
+    prune = pool is not None and pool > j and all(token_wise(s) for s in h[j + 1:pool])
+    if prune and token_wise(st): u, prune = u[:, :1], False          # the whole head acts per token: keep the class token
+    parts = branch_parts(st)
+    if parts is None: return (u,), [lambda t: st(t[0]), *h[j+1:]], list(h[j:])
+    det, sto = parts
+    state = det(u)                                                     # the block up to its dropout, once
+    if prune: state = tuple(t[:, :1] for t in state)                   # after it, only the class token matters
+    return state, [sto, *h[j+1:]], list(h[j:])
+
+def _head_mc(h:nn.Sequential, z, n:int, stochastic:bool=True):
+    "N MC-dropout samples [N,B,C] of head section `h` on M_s output `z`, the stochastic part as one N×B batch."
+    state, fns, mods = _head_plan(h, z)
+    if not mods: u = fns[0](state); return u[None].expand(n, *u.shape)
+    u = _run_mc(fns, mods, tuple(_rep(t, n) for t in state), stochastic)
+    return u.view(n, -1, u.shape[-1])
+
 @torch.no_grad()
 def mc_logits(model:MultiHead, x=None, n:int=10, features=None, seed:int|None=None, scope:str='heads'):
-    "MC-dropout logits of the three heads, [3,N,B,C]: only the layers after the first active dropout re-run, as one N×B batch."
+    "MC-dropout logits of the three heads, [3,N,B,C]: only what follows the first active dropout re-runs, as one N×B batch."
     if n < 2: raise ValueError(f"MC dropout needs n ≥ 2 samples to estimate a std, got {n}")
     if scope not in ('heads', 'tuned'): raise ValueError(f"scope must be 'heads' (sample each head's dropout) or 'tuned' (M_s too), got {scope!r}")
     was = model.training; model.eval()
@@ -95,19 +120,13 @@ def mc_logits(model:MultiHead, x=None, n:int=10, features=None, seed:int|None=No
         z = model.features(x) if features is None else features
         with torch.random.fork_rng(devices=[z.device] if z.device.type == 'cuda' else []):
             if seed is not None: torch.manual_seed(seed)
-            pre, post, mods = _mc_split(model.shared) if scope == 'tuned' else (model.shared, [], [])
+            if scope == 'heads':
+                zs = model.shared(z)                                         # M_s once, in eval mode
+                return torch.stack([_head_mc(h, zs, n) for h in model.heads])
+            pre, post, mods = _mc_split(model.shared)
             z = pre(z)
-            if post: z = _run_mc(post, mods, _rep(z, n))              # one M_s mask per sample, shared by the heads
-            out = []
-            for h in model.heads:
-                if post: u = _run_mc(list(h), list(h), z)
-                else:
-                    hpre, hpost, hmods = _mc_split(h)
-                    u = hpre(z)
-                    if not hpost: out.append(u[None].expand(n, *u.shape)); continue
-                    u = _run_mc(hpost, hmods, _rep(u, n))
-                out.append(u.view(n, -1, u.shape[-1]))
-        return torch.stack(out)
+            z = _run_mc(post, mods, _rep(z, n)) if post else _rep(z, n)   # one M_s mask per sample, shared by the heads
+            return torch.stack([_run_mc(list(h), list(h), z).view(n, -1, model.num_classes) for h in model.heads])
     finally: model.train(was)
 
 # %% ../nbs/11_multihead.ipynb #db610ced

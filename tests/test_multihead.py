@@ -157,24 +157,39 @@ def test_state_dict_round_trip(small, tmp_path):
 
 def test_mc_reruns_only_dropout_layers(small):
     st, _, _ = small
-    mh = MultiHead(split_model(st, blocks=1)).eval()                  # heads: MLP branch (dropout inside) + norm + fc
+    mh = MultiHead(split_model(st, blocks=1)).eval()                  # heads: MLP branch (dropout at its end) + norm + fc
     calls = {}
     def hook(name):
-        def f(mod, inp, out): calls.setdefault(name, []).append(inp[0].shape[0])
+        def f(mod, inp, out): calls.setdefault(name, []).append(tuple(inp[0].shape[:2]))
         return f
     mh.backbone.register_forward_hook(hook("backbone"))
     mh.shared.register_forward_hook(hook("shared"))
     for i, h in enumerate(mh.heads):
-        h[-1].fc.register_forward_hook(hook(f"fc{i}")); h[0].register_forward_hook(hook(f"block{i}"))
+        h[-1].fc.register_forward_hook(hook(f"fc{i}")); h[0].fn.register_forward_hook(hook(f"mlp{i}"))
     x = torch.rand(3, 3, 32, 32)
     out = mc_logits(mh, x, n=10, seed=0)
     assert out.shape == (3, 10, 3, 4)
-    assert calls["backbone"] == [3] and calls["shared"] == [3]
-    assert all(calls[f"fc{i}"] == [30] and calls[f"block{i}"] == [30] for i in range(3))   # one N×B batch per head
+    assert calls["backbone"][0][0] == 3 and calls["shared"][0][0] == 3 and len(calls["shared"]) == 1
+    # the MLP before the dropout runs once, on the class token only (token pooling, per-token head); the rest: one N×B batch
+    assert all(calls[f"mlp{i}"] == [(3, 1)] for i in range(3))
+    assert all(calls[f"fc{i}"][0][0] == 30 for i in range(3))
     torch.testing.assert_close(out, mc_logits(mh, x, n=10, seed=0))
     assert not torch.equal(out, mc_logits(mh, x, n=10, seed=1))
     assert not mh.training and not any(m.training for m in mh.modules())   # dropout switched back off
     with pytest.raises(ValueError, match="n ≥ 2"): mc_logits(mh, x, n=1)
+
+
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip"])
+def test_mc_shortcuts_compute_the_head(fam):
+    # with dropout held off, the MC path (block cut at its dropout, class-token pruning) gives each head's own output
+    from robust_nb.multihead import _head_mc
+    st = _families()[fam]
+    mh = MultiHead(split_model(st, blocks=2)).eval()
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        z = mh.shared(mh.features(x))
+        for h in mh.heads:
+            torch.testing.assert_close(_head_mc(h, z, 4, stochastic=False), h(z)[None].expand(4, -1, -1), atol=1e-5, rtol=1e-4)
 
 
 def test_tuning_set_fixed_fraction():
