@@ -158,7 +158,12 @@ def timm_classifier(name:str, num_classes:int, pretrained:bool|str|Path=False, r
         if not p.exists(): raise FileNotFoundError(f"pretrained weights {p} do not exist; pass a local .safetensors/.pth file or False")
         kw['pretrained_cfg_overlay'] = dict(file=str(p), **kw.get('pretrained_cfg_overlay', {}))
         pretrained = True
-    m = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kw)
+    src = kw.get('checkpoint_path') or kw.get('pretrained_cfg_overlay', {}).get('file')
+    try: m = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kw)
+    except Exception as e:   # timm's own read errors (e.g. safetensors' "header too large") do not name the file
+        if src is None: raise
+        raise RuntimeError(f"could not load weights {src} into timm model {name!r} ({type(e).__name__}: {e}); "
+                           "check that the file is complete (copy it again if truncated) and made for this architecture") from e
     cfg = m.pretrained_cfg
     size = tuple(m.patch_embed.img_size) if isinstance(m, VisionTransformer) and not m.dynamic_img_size else None
     stages, kinds = _timm_stages(m, residual_stages)

@@ -226,3 +226,14 @@ def test_add_dropout_wraps_existing_slot():
     add_dropout(m, 0.3)
     assert isinstance(b.ls_1, DropAfter) and b.ls_1.drop.p == 0.3 and isinstance(b.ls_1.fn, LayerScale)
     with torch.no_grad(): torch.testing.assert_close(m(x), y0)
+
+def test_truncated_weights_file_is_named(tmp_path):
+    "timm reads the file itself; safetensors' own error ('header too large', 'incomplete metadata') names no file."
+    import safetensors.torch
+    safetensors.torch.save_file(timm.create_model("test_resnet", num_classes=4).state_dict(), tmp_path / "w.safetensors")
+    data = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-1000]); (tmp_path / "junk.safetensors").write_bytes(b"junk" * 8)
+    for f in ("cut.safetensors", "junk.safetensors"):
+        with pytest.raises(RuntimeError, match=rf"could not load weights .*{f} into timm model 'test_resnet'.*copy it again"):
+            timm_classifier("test_resnet", 4, pretrained=tmp_path / f)
+    assert timm_classifier("test_resnet", 4, pretrained=tmp_path / "w.safetensors") is not None
