@@ -445,3 +445,11 @@ def test_non_finite_weights_message_names_only_a_real_checkpoint(tmp_path):
         fit(make_model(), late, make_data(), ckpt_dir=tmp_path / 'ck2', ckpt_every=1, lr=4., opt='sgd', max_steps=5,
             batch_size=20, warmup=0., progress=False)
     assert safe_load(tmp_path / 'ck2' / 'last.pt')['step'] == 2
+
+def test_nonfinite_weights_without_a_checkpoint_say_so(tmp_path):
+    # a run that diverges before its first checkpoint must not claim that last.pt holds a good one
+    blowup = lambda m, b: (m[0].weight * 1e30).sum()
+    with pytest.raises(FloatingPointError, match="non-finite weights at step 1: checkpoint not written; no checkpoint was written before"):
+        fit(make_model(), blowup, make_data(), ckpt_dir=tmp_path / 'ck', max_steps=1, batch_size=20, lr=1e10, opt='sgd',
+            schedule='constant', progress=False)
+    assert not (tmp_path / 'ck' / 'last.pt').exists()
