@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from robust_nb import corrupt_dataset as CD
+from robust_nb.cli import corrupt_main
 
 NAMES = ['noise', 'bright']
 
@@ -135,16 +136,16 @@ def test_default_is_real_corrupt_and_cli(tmp_path, real_or_standin, capsys):
     C = real_or_standin
     src = src_tree(tmp_path/'src', classes=('n01440764',), n=2, hw=(40, 40))
     with pytest.raises(KeyError, match="valid names: gaussian_noise"): CD.corrupt_folder(src, tmp_path/'x', ['gausian_noise'], (1,))
-    assert CD.main([str(src), str(tmp_path/'cli'), '--corruptions', 'gaussian_noise,fog', '--severities', '2,5', '--size', '32',
+    assert corrupt_main([str(src), str(tmp_path/'cli'), '--corruptions', 'gaussian_noise,fog', '--severities', '2,5', '--size', '32',
                     '--resize', '36', '--workers', '2']) is None          # a console script's return value is its exit status
     assert 'wrote 8 files, 0 already done' in capsys.readouterr().out and len(files(tmp_path/'cli')) == 8
     out = files(tmp_path/'cli')
     x = CD.prepare(src/'n01440764'/'img1.png', 32, 36)
     g = torch.Generator().manual_seed(CD.image_seed(0, 'fog', 5, 'n01440764/img1.png'))
     assert out['fog/5/n01440764/img1.jpg'] == CD.encode_jpeg(C.corrupt(x, 'fog', 5, generator=g), 85)
-    with pytest.raises(SystemExit) as e: CD.main([str(tmp_path/'nope'), str(tmp_path/'y'), '--corruptions', 'fog'])
+    with pytest.raises(SystemExit) as e: corrupt_main([str(tmp_path/'nope'), str(tmp_path/'y'), '--corruptions', 'fog'])
     assert e.value.code == 2 and 'does not exist' in capsys.readouterr().err
-    with pytest.raises(SystemExit): CD.main([str(src), str(tmp_path/'y'), '--severities', '0'])
+    with pytest.raises(SystemExit): corrupt_main([str(src), str(tmp_path/'y'), '--severities', '0'])
     assert '1..5' in capsys.readouterr().err
 
 def slow_standin(x, name, severity, generator=None):
@@ -184,7 +185,7 @@ def test_cli_objectnet_c_roundtrip(tmp_path, real_or_standin, capsys):
     "ObjectNet -> ObjectNet-C with the CLI, read back by data.objectnet_c_suite in ObjectNet's label space."
     from robust_nb.data import objectnet_c_suite, objectnet_classes
     src = src_tree(tmp_path/'objectnet', classes=('mug', 'wok', 'squeegee'), n=1, hw=(60, 70))
-    CD.main([str(src), str(tmp_path/'onc'), '--objectnet', '--classes', 'mug,wok', '--corruptions', 'fog', '--severities', '2',
+    corrupt_main([str(src), str(tmp_path/'onc'), '--objectnet', '--classes', 'mug,wok', '--corruptions', 'fog', '--severities', '2',
              '--size', '32', '--resize', '40'])
     assert sorted(files(tmp_path/'onc')) == ['fog/2/mug/img0.jpg', 'fog/2/wok/img0.jpg']
     assert json.loads((tmp_path/'onc'/CD.SETTINGS_FILE).read_text())['border'] == 2

@@ -1,0 +1,205 @@
+"robust_nb.cli: exit status, one-line errors, strict weight loading, locks, seeds, fast and complete --help, tiny end-to-end runs."
+import json, os, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from robust_nb import cli
+from robust_nb.core import safe_load, atomic_save, output_lock
+
+SCRIPTS = dict(corrupt=cli.corrupt_main, teacher=cli.teacher_main, distill=cli.distill_main, dad_generate=cli.dad_generate_main,
+               dad_train=cli.dad_train_main, eval=cli.eval_main, quickstart=cli.quickstart_main)
+PARSERS = dict(corrupt=cli._corrupt_parser, teacher=cli._teacher_parser, distill=cli._distill_parser,
+               dad_generate=cli._dad_generate_parser, dad_train=cli._dad_train_parser, eval=cli._eval_parser,
+               quickstart=cli._quickstart_parser)
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch, tmp_path):
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path / 'cache'))
+
+def user_error(capsys, f, argv) -> str:
+    "Run console script `f`; assert exit status 2 and a one-line `robust_nb_<tool>: error: ...`; return that line."
+    with pytest.raises(SystemExit) as e: f(argv)
+    assert e.value.code == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith('note:')]
+    assert len(err) == 1 and err[0].startswith('robust_nb_') and ': error: ' in err[0], err
+    return err[0]
+
+def test_settings_ini_registers_every_script_in_cli():
+    import configparser
+    c = configparser.ConfigParser(); c.read(Path(__file__).parents[1] / 'settings.ini')
+    entries = dict(l.split('=') for l in c['DEFAULT']['console_scripts'].split())
+    assert entries == {f'robust_nb_{k}': f'robust_nb.cli:{k}_main' for k in SCRIPTS}
+
+def test_help_fast_and_complete():
+    "Every --help works in a fresh process (timed, printed), shows defaults, describes every flag, and mentions CLIP and a layout."
+    times = {}
+    for name in SCRIPTS:
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, '-m', 'robust_nb.cli', name, '--help'], capture_output=True, text=True, timeout=60)
+        times[name] = time.perf_counter() - t0
+        assert r.returncode == 0, r.stderr
+        p = PARSERS[name]()
+        undescribed = [a.option_strings or a.dest for a in p._actions if not a.help]
+        assert not undescribed, (name, undescribed)
+        assert '(default:' in r.stdout and 'examples:' in r.stdout
+        assert 'imagenet' in r.stdout.lower()
+    print('--help seconds:', {k: round(v, 2) for k, v in times.items()})
+    mods = subprocess.run([sys.executable, '-c', "import sys, robust_nb.cli; print(sorted(m for m in ('torch', 'timm', 'open_clip') if m in sys.modules))"],
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    assert mods == '[]'                                                     # lazy: --help imports no heavy library
+    for name in ('teacher', 'distill', 'dad_generate', 'dad_train', 'eval'):
+        assert 'clip:' in PARSERS[name]().format_help(), name
+    assert 'ROOT/imagenet-c/<corruption>/<1..5>/<wnid>' in PARSERS['eval']().format_help()
+    assert '/data/imagenet/train/n01440764/' in PARSERS['teacher']().format_help()
+
+def test_help_names_match_the_registries():
+    from robust_nb.teacher import RECIPES
+    from robust_nb.dad import METHODS
+    from robust_nb.multihead import VARIANTS
+    from robust_nb.data import IMAGENET_LAYOUT
+    assert (set(cli.RECIPE_NAMES), set(cli.METHOD_NAMES), set(cli.VARIANT_NAMES)) == (set(RECIPES), set(METHODS), set(VARIANTS))
+    assert all(f'ROOT/{v}/' in cli.IMAGENET_SUITE_LAYOUT for v in IMAGENET_LAYOUT.values())
+
+def test_dispatcher():
+    with pytest.raises(SystemExit) as e: cli.main(['nope'])
+    assert e.value.code == 2
+
+def test_argparse_level_errors(capsys):
+    for argv, msg in ([['s', 'd', '--severities', '2.5'], 'whole numbers 1..5'], [['s', 'd', '--size', '-5'], 'must be in 0..'],
+                      [['s', 'd', '--severities', '0,6'], 'must be in 1..5']):
+        with pytest.raises(SystemExit) as e: cli.corrupt_main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    with pytest.raises(SystemExit): cli.teacher_main(['--severity', '11'])
+    assert '1..10' in capsys.readouterr().err
+
+def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path):
+    assert 'valid forms: embedded:<name>, timm:<name>[@weights_file], clip:<arch>[@checkpoint]' in \
+        user_error(capsys, cli.eval_main, ['--model', 'resnet50', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert 'valid names: ' in user_error(capsys, cli.eval_main, ['--model', 'embedded:nope', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert "close names: ['test_resnet'" in user_error(capsys, cli.eval_main, ['--model', 'timm:test_resnt', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert 'does not exist' in user_error(capsys, cli.teacher_main, ['--data', '/does/not/exist', '--out', str(tmp_path / 't.pt')])
+    assert "unknown teacher recipe 'nope'" in user_error(capsys, cli.teacher_main, ['--recipe', 'nope', '--out', str(tmp_path / 't.pt')])
+    assert 'does not exist' in user_error(capsys, cli.corrupt_main, [str(tmp_path / 'nope'), str(tmp_path / 'y'), '--corruptions', 'fog'])
+    assert 'weights file' in user_error(capsys, cli.eval_main, ['--model', f'timm:test_resnet@{tmp_path}/none.pt', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert 'GiB free' in user_error(capsys, cli.eval_main, ['--model', 'timm:test_resnet', '--min-free-gb', '1e9', '--out', str(tmp_path / 'o')])
+    with pytest.raises(cli.CLIError): cli.eval_main(['--model', 'resnet50', '--debug'])      # --debug: the traceback
+
+def test_subprocess_exit_status(tmp_path):
+    "Through a real process, as a shell or a scheduler sees it: 2 and one line for a user error, 0 for success."
+    r = subprocess.run([sys.executable, '-m', 'robust_nb.cli', 'eval', '--model', 'timm:nope', '--out', str(tmp_path / 'o')],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith('robust_nb_eval: error: --model timm:nope is not a timm model')
+    assert 'Traceback' not in r.stderr
+    src = tmp_path / 'src' / 'a'; src.mkdir(parents=True)
+    from PIL import Image
+    Image.new('RGB', (20, 20), (90, 40, 200)).save(src / 'i.png')
+    r = subprocess.run([sys.executable, '-m', 'robust_nb.cli', 'corrupt', str(tmp_path / 'src'), str(tmp_path / 'dst'), '--corruptions', 'fog',
+                        '--severities', '1', '--size', '16', '--resize', '18'], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, 'ROBUST_NB_NO_PROGRESS': '1'})
+    assert r.returncode == 0 and r.stderr == '' and 'wrote 1 files' in r.stdout
+
+def _timm_file(path, name='test_resnet', num_classes=1000, robust_format=False):
+    import timm
+    from robust_nb.models import timm_classifier
+    torch.manual_seed(0)
+    sd = timm_classifier(name, num_classes).state_dict() if robust_format else timm.create_model(name, num_classes=num_classes).state_dict()
+    torch.save({'state_dict': sd} if robust_format else sd, path)
+    return path
+
+def test_strict_classifier_mismatch(capsys, tmp_path):
+    f = _timm_file(tmp_path / 'rn.pth')
+    line = user_error(capsys, cli.eval_main, ['--model', f'timm:test_resnet@{f}', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert 'classifier fc.weight has shape (1000, ' in line and '(1000 classes) but 10 classes are needed' in line
+    assert "use the file's 1000 classes" in line and '--new-head' in line
+    g = _timm_file(tmp_path / 'rn_staged.pt', num_classes=3, robust_format=True)
+    line = user_error(capsys, cli.distill_main, ['--student', f'timm:test_resnet@{g}', '--teacher', 'timm:test_resnet', '--out', str(tmp_path / 'd.pt')])
+    assert '(3 classes) but 10 classes are needed' in line
+    v = _timm_file(tmp_path / 'vit.pth', 'test_vit', 10)
+    line = user_error(capsys, cli.eval_main, ['--model', f'timm:test_resnet@{v}', '--n', '4', '--out', str(tmp_path / 'o')])
+    assert 'does not fit timm:test_resnet: missing keys' in line and 'unexpected keys' in line
+    # the ways out: the file's class count, or an explicit fresh head (never a silently random one)
+    m = cli.resolve_model(f'timm:test_resnet@{f}')
+    assert m.num_classes == 1000 and torch.equal(m.stages[-1].fc.weight.detach(), torch.load(f)['fc.weight'])
+    m = cli.resolve_model(f'timm:test_resnet@{f}', 10, new_head=True)
+    sd, ref = m.state_dict(), torch.load(f)
+    assert m.num_classes == 10 and all(any(v.shape == w.shape and torch.equal(v, w) for w in sd.values()) for k, v in ref.items() if not k.startswith('fc.'))
+    assert 'fresh 10-class head' in capsys.readouterr().err
+
+def test_lock_refuses_a_second_writer(capsys, tmp_path):
+    dst = tmp_path / 'dst'
+    with output_lock(dst, 'robust_nb_corrupt'):
+        line = user_error(capsys, cli.corrupt_main, [str(tmp_path), str(dst), '--corruptions', 'fog'])
+    assert f'is being written by another run (robust_nb_corrupt, pid {os.getpid()} on ' in line
+    with output_lock(dst): pass                                          # released when the holder ends
+
+def _teacher_run(tmp_path, tag, seed):
+    out = tmp_path / tag / 'teacher.pt'
+    assert cli.teacher_main(['--recipe', 'standard', '--n', '32', '--size', '16', '--batch-size', '16', '--max-steps', '2',
+                             '--seed', str(seed), '--out', str(out)]) is None
+    return safe_load(out)['state_dict']
+
+def test_teacher_same_seed_same_weights(tmp_path):
+    a, b, c = _teacher_run(tmp_path, 'a', 0), _teacher_run(tmp_path, 'b', 0), _teacher_run(tmp_path, 'c', 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    cfg = json.loads((tmp_path / 'a' / 'teacher.pt.json').read_text())
+    assert cfg['config']['seed'] == 0 and cfg['num_classes'] == 10
+
+def test_teacher_image_folder(tmp_path, monkeypatch):
+    from PIL import Image
+    import robust_nb.engine as E
+    g = torch.Generator().manual_seed(0)
+    for c in ('a', 'b'):
+        (tmp_path / 'imgs' / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(torch.randint(0, 256, (16, 16, 3), generator=g, dtype=torch.uint8).numpy()).save(tmp_path / 'imgs' / c / f'{i}.png')
+    workers = []
+    class DL(E.DataLoader):
+        def __init__(self, *a, **k): workers.append(k.get('num_workers', 0)); super().__init__(*a, **k)
+    monkeypatch.setattr(E, 'DataLoader', DL)
+    out = tmp_path / 'run' / 'teacher.pt'
+    cli.teacher_main(['--recipe', 'augmix', '--model', 'timm:test_resnet', '--data', str(tmp_path / 'imgs'), '--size', '16',
+                      '--batch-size', '4', '--max-steps', '2', '--workers', '1', '--out', str(out)])
+    d = safe_load(out)
+    assert workers and set(workers) == {1} and d['severity'] == 1 and d['class_names'] == ['a', 'b']
+    m = cli.resolve_model(f'timm:test_resnet@{out}', 2)                  # the output loads back through the vocabulary
+    assert m.num_classes == 2
+
+def _tiny_vq(path):
+    from robust_nb.vqgan import VQDiscretiser, vq_model, save_vq
+    torch.manual_seed(0)
+    save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), path)
+    return path
+
+def test_dad_generate_then_train(tmp_path):
+    vq = _tiny_vq(tmp_path / 'vq.safetensors')
+    torch.save({'x': torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8), 'y': torch.arange(10) % 3}, tmp_path / 'data.pt')
+    common = ['--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'data.pt')]
+    assert cli.dad_generate_main(['--out', str(tmp_path / 'out'), '--vq', str(vq), '--chunk-size', '4', *common]) is None
+    man = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert man['complete'] and man['n_in'] == 10 and len(man['shards']) == 3
+    assert json.loads((tmp_path / 'out' / 'config.json').read_text())['lr'] == 0.1      # the paper's attack lr
+    assert cli.dad_train_main(['--samples', str(tmp_path / 'out'), '--method', 'kd', '--student', 'timm:test_resnet', '--epochs', '1',
+                               '--batch-size', '5', '--out', str(tmp_path / 's.pt'), *common]) is None
+    d = safe_load(tmp_path / 's.pt')
+    assert d['method'] == 'kd' and d['num_classes'] == 3
+
+def test_eval_embedded_and_checkpoint(tmp_path, capsys):
+    from robust_nb.models import timm_classifier
+    m = timm_classifier('test_resnet', 10)
+    atomic_save({'model': m.state_dict()}, tmp_path / 'ck.pt')
+    args = ['--n', '16', '--corruptions', 'fog', '--severities', '1,2', '--natural', 'v2', '--baseline', 'none', '--batch-size', '8']
+    assert cli.eval_main(['--model', f'timm:test_resnet@{tmp_path}/ck.pt', '--out', str(tmp_path / 'o'), *args]) is None
+    r = json.loads((tmp_path / 'o' / 'results.json').read_text())
+    from robust_nb.evaluate import model_fingerprint
+    info = next(iter(r.values()))['info']
+    assert info['model_fingerprint'] == model_fingerprint(m)
+    assert (tmp_path / 'o' / 'report.html').exists() and 'wrote' in capsys.readouterr().out
+
+def test_distill_tiny(tmp_path):
+    torch.manual_seed(0)
+    torch.save({'x': torch.rand(16, 3, 32, 32), 'y': torch.arange(16) % 10}, tmp_path / 'd.pt')
+    assert cli.distill_main(['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'd.pt'),
+                             '--n', '16', '--blocks', '2', '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'mh.pt')]) is None
+    d = safe_load(tmp_path / 'mh.pt')
+    assert d['variant'] == 'ours' and d['n_tuned'] > 0 and (tmp_path / 'mh.pt.json').exists()
