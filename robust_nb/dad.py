@@ -4,12 +4,12 @@
 
 # %% ../nbs/14_dad.ipynb #02b66c87
 from __future__ import annotations
-import os, json, math, time, argparse
+import os, json, math, time
 from pathlib import Path
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import Dataset
-from .core import check_images, Registry, atomic_write_bytes, atomic_write_json, cache_dir, progress, make_generator
+from .core import check_images, Registry, atomic_write_bytes, atomic_write_json, cache_dir, progress, make_generator, load_safetensors, open_safetensors
 from .losses import (ce, kd_loss, vanilla_kd_loss, dad_loss, dist_loss, ard_loss, rslad_loss, dat_loss, dat_dad_loss,
                               dad_aug_loss)
 from .vqgan import VQDiscretiser
@@ -197,14 +197,15 @@ def generate_dad(teacher, vq:VQDiscretiser, data, out_dir, eps:float|None=None, 
 
 def write_manifest(out_dir) -> dict:
     "Summarise the shards of `out_dir` into `manifest.json`: per-shard counts, missing chunks, kept fraction."
-    from safetensors import safe_open
     out = Path(out_dir); cfg = json.loads((out / 'config.json').read_text())
     n_chunks = math.ceil(cfg['n_items'] / cfg['chunk_size'])
     shards = []
     for c in range(n_chunks):
         p = out / _shard_name(c)
         if not p.exists(): continue
-        with safe_open(str(p), 'pt') as f: m = f.metadata()
+        try:
+            with open_safetensors(p) as f: m = f.metadata()
+        except RuntimeError as e: raise RuntimeError(f"{e}; or delete it and resume with the same settings to regenerate chunk {c}") from e
         shards.append(dict(file=p.name, chunk=c, n_in=int(m['n_in']), n_kept=int(m['n_kept'])))
     n_in, n_kept = sum(s['n_in'] for s in shards), sum(s['n_kept'] for s in shards)
     man = dict(config=cfg, complete=len(shards) == n_chunks, missing_chunks=[c for c in range(n_chunks) if not (out / _shard_name(c)).exists()],
@@ -216,7 +217,6 @@ def write_manifest(out_dir) -> dict:
 class DADShards(Dataset):
     "The DAD samples in `out_dir` as a Dataset of `(float image [3,H,W] in [0,1], int label)`; `.labels`, `.index` (source items)."
     def __init__(self, out_dir, allow_partial:bool=False):
-        from safetensors import safe_open
         out = Path(out_dir)
         if not (out / 'config.json').exists(): raise FileNotFoundError(f"{out} is not a DAD generation folder (no config.json); run generate_dad first")
         man = write_manifest(out)
@@ -225,7 +225,7 @@ class DADShards(Dataset):
         self.dir, self.manifest, self.files, self._h = out, man, [], {}
         labels, index, offs = [], [], [0]
         for s in man['shards']:
-            with safe_open(str(out / s['file']), 'pt') as f:
+            with open_safetensors(out / s['file']) as f:
                 labels.append(f.get_tensor('labels')); index.append(f.get_tensor('index'))
             self.files.append(out / s['file']); offs.append(offs[-1] + s['n_kept'])
         self.labels = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
@@ -235,8 +235,7 @@ class DADShards(Dataset):
     def kept_fraction(self) -> float: return self.manifest['kept_fraction']
     def __len__(self): return len(self.labels)
     def _handle(self, s):
-        from safetensors import safe_open
-        if s not in self._h: self._h[s] = safe_open(str(self.files[s]), 'pt')
+        if s not in self._h: self._h[s] = open_safetensors(self.files[s])
         return self._h[s]
     def __getitem__(self, i):
         if i < 0: i += len(self)
@@ -247,8 +246,7 @@ class DADShards(Dataset):
     def __getstate__(self): d = dict(self.__dict__); d['_h'] = {}; return d   # handles don't pickle (DataLoader workers)
     def tensors(self):
         "All samples as `(images float [M,3,H,W], labels [M], source index [M])`."
-        from safetensors.torch import load_file
-        xs = [load_file(str(f))['images'] for f in self.files]
+        xs = [load_safetensors(f)['images'] for f in self.files]
         x = torch.cat(xs).float() / 255 if xs else torch.empty(0)
         return x, self.labels, self.index
 

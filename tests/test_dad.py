@@ -472,3 +472,12 @@ def test_filtered_items_are_not_forwarded():
         assert m.sizes[-1] == want, (name, m.sizes)
     none = (x, y, xd, torch.zeros(4, dtype=torch.bool))                        # a batch without any kept sample
     assert torch.isfinite(method_loss('dad', teacher)(lin(W_S), none))
+
+def test_truncated_shard_is_named(tmp_path):
+    "A shard cut short (a copy interrupted): safetensors alone says 'incomplete metadata' without the file."
+    x, y = bright_data()
+    generate_dad(Bright(), Id(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
+    shard = sorted(tmp_path.glob('shard_*.safetensors'))[1]
+    shard.write_bytes(shard.read_bytes()[:-20])
+    with pytest.raises(RuntimeError, match=rf"{shard.name}.*delete it and resume with the same settings to regenerate chunk 1"):
+        DADShards(tmp_path)
