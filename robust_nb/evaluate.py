@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_evaluate.ipynb #43c95eb6
 from __future__ import annotations
-import os, json, time, hashlib, argparse, statistics, warnings
+import os, json, time, hashlib, statistics, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence

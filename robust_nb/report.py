@@ -73,6 +73,11 @@ def results_table(results, costs:Mapping|None=None, decimals:int=1, cost_decimal
     t = accuracy_table(results, decimals)
     return t.join(cost_table(costs, cost_decimals), how='left') if costs else t
 
+def _costs_in_order(results, costs, decimals:int=3) -> pd.DataFrame:
+    "`cost_table` with its rows in the order of `results` (models without results last)."
+    c, names = cost_table(costs, decimals), list(_named(results))
+    return c.loc[[k for k in names if k in c.index] + [k for k in c.index if k not in names]]
+
 # %% ../nbs/15b_report.ipynb #92096199
 F_CORRECT_CAPTION = ("F_correct: fraction of images (0-1) given the right head, the clean head on the clean test set "
                      "and the unclean head on every shift (higher is better)")
@@ -102,7 +107,7 @@ def _captioned(caption, t:pd.DataFrame) -> str:
 def report_text(results, costs:Mapping|None=None, f_correct=None, decimals:int=1) -> str:
     "The report's tables as text, each under a heading with its unit: accuracy (%), costs, F_correct per shift."
     parts = [_captioned(ACCURACY_CAPTION, accuracy_table(results, decimals))]
-    if costs: parts.append(_captioned(COST_CAPTION, cost_table(costs)))
+    if costs: parts.append(_captioned(COST_CAPTION, _costs_in_order(results, costs)))
     if f_correct is not None: parts.append(_captioned(F_CORRECT_CAPTION, f_correct_table(f_correct)))
     return "\n\n".join(parts)
 
@@ -208,7 +213,7 @@ def report_html(results, costs=None, title='robust_nb evaluation', figures:Seque
     if any((r.shifts.kind == 'corruption').any() for r in rs.values()): figs = [severity_curves(rs), corruption_bars(rs)] + figs
     parts = [f"<h1>{html.escape(title)}</h1>", '<section id="main"><h2>Main comparison</h2>',
              '<h3>Accuracy and robustness (%)</h3>', _table_html(accuracy_table(rs), ACCURACY_CAPTION)]
-    if costs: parts += ['<h3>Costs</h3>', _table_html(cost_table(costs), COST_CAPTION)]
+    if costs: parts += ['<h3>Costs</h3>', _table_html(_costs_in_order(rs, costs), COST_CAPTION)]
     parts.append('</section>')
     if figs:
         parts += ['<section id="figures"><h2>Figures</h2>']

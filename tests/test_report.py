@@ -80,6 +80,9 @@ def test_report_text_labels_every_table():
     assert 'multi-head (ours)' in s[i_fc:] and '0.61' in s[i_fc:]
     assert '3862978.0' not in s
     assert 'F_correct' not in report_text(RS)                   # sections appear only when given
+    s = report_text(RS, dict(reversed(COSTS.items())))           # cost rows follow the models' order, not the costs'
+    i = s.index('Costs:')
+    assert s.index('student', i) < s.index('teacher', i)
 
 
 def test_html_order_labels_and_f_correct(tmp_path):
