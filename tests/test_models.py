@@ -237,3 +237,27 @@ def test_truncated_weights_file_is_named(tmp_path):
         with pytest.raises(RuntimeError, match=rf"could not load weights .*{f} into timm model 'test_resnet'.*copy it again"):
             timm_classifier("test_resnet", 4, pretrained=tmp_path / f)
     assert timm_classifier("test_resnet", 4, pretrained=tmp_path / "w.safetensors") is not None
+
+
+def test_branch_parts_equal_the_blocks_own_forward(families):
+    from robust_nb.models import branch_parts, token_wise, pooled_token, Residual
+    x = torch.rand(2, 3, 32, 32)
+    for k, m0 in families.items():
+        m = copy.deepcopy(m0).eval(); add_dropout(m, 0.3)
+        z = m.prep(x)
+        for s, kind in zip(m.stages[:-1], m.kinds[:-1]):
+            if kind in BLOCK_KINDS:
+                det, sto = branch_parts(s)
+                with torch.no_grad():
+                    s.train(); torch.manual_seed(7); y = s(z)                 # the block's own forward, dropout on
+                    torch.manual_seed(7); y2 = sto(det(z)); s.eval()         # cut at its dropout: same masks, same output
+                torch.testing.assert_close(y2, y, atol=1e-5, rtol=1e-4, msg=lambda e: f"{k}: {e}")
+            with torch.no_grad(): z = s(z)
+    assert branch_parts(torch.nn.Linear(2, 2)) is None
+    v = families["vit"]
+    assert pooled_token(v.stages[-1]) and token_wise(v.stages[-2]) and token_wise(v.stages[-3])
+    assert isinstance(v.stages[-4], Residual) and not token_wise(v.stages[-4])     # attention mixes tokens
+    assert pooled_token(families["clip"].stages[-2]) and not pooled_token(families["resnet"].stages[-1])
+    m = copy.deepcopy(families["resnet"]); add_dropout(m, 0.3)
+    b = m.stages[1]; b.drop_block = torch.nn.Dropout(0.2)                  # a dropout before the slot: no cut
+    assert branch_parts(b) is None
