@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_embedded.ipynb #emb003
 from __future__ import annotations
-import json, time, importlib.resources
+import json, time, hashlib, importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,7 +28,7 @@ from .evaluate import evaluate
 
 # %% auto #0
 __all__ = ['MODELS', 'ASSETS', 'EmbeddedModel', 'register_model', 'list_models', 'resolve', 'cache_key', 'cache_path',
-           'save_weights', 'weights_info', 'load_weights', 'create', 'reference_normaliser']
+           'save_weights', 'weights_info', 'load_weights', 'weights_key', 'create', 'reference_normaliser']
 
 # %% ../nbs/10b_embedded.ipynb #emb007
 @dataclass
@@ -91,6 +91,13 @@ def load_weights(model:nn.Module, path) -> nn.Module:
 def _shipped(name:str, c:dict) -> Path|None:
     p = ASSETS/f'{name}.safetensors'
     return p if p.exists() and weights_info(p).get('key') == config_key(c, MODELS[name].version) else None
+
+def weights_key(name:str, **cfg) -> str:
+    """Identity of the weights `create(name, **cfg)` returns: the shipped file's SHA-256 when it is used, else the cache key.
+    Key the cache of anything derived from these weights (a distilled model, an evaluation) with it."""
+    c = resolve(name, **cfg)
+    p = _shipped(name, c)
+    return f"shipped-{hashlib.sha256(p.read_bytes()).hexdigest()[:16]}" if p else config_key(c, MODELS[name].version)
 
 # %% ../nbs/10b_embedded.ipynb #emb010
 def create(name:str, pretrained:bool=True, progress:bool=True, **cfg) -> nn.Module:

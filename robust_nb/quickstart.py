@@ -35,9 +35,9 @@ def _zoo(c:dict) -> dict:
                 reference=('reference', resolve('reference', **{'size': c['size'], **c['reference']})))
 
 def _key(c:dict, zoo:dict) -> str:
-    "Cache key of a quickstart run: its whole config and the whole config and version of every zoo model it uses."
-    from robust_nb.embedded import MODELS
-    return config_key(dict(quickstart=c, models={r: [n, cfg, MODELS[n].version] for r, (n, cfg) in zoo.items()}))
+    "Cache key of a quickstart run: its whole config, and the whole config and weights identity of every zoo model it uses."
+    from robust_nb.embedded import weights_key
+    return config_key(dict(quickstart=c, models={r: [n, cfg, weights_key(n, **cfg)] for r, (n, cfg) in zoo.items()}))
 
 class _Stages:
     "Times named stages and prints them as they finish."

@@ -90,6 +90,8 @@ def test_shipped_weights_used_only_for_their_config(cache, tmp_path, monkeypatch
     got = E.create('reference')                               # the default config: the shipped file, no training
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), got.state_dict().values()))
     assert E.weights_info(tmp_path / 'assets' / 'reference.safetensors')['key'] == E.cache_key('reference')
+    assert E.weights_key('reference').startswith('shipped-')            # derived caches tell shipped from local weights
+    assert E.weights_key('reference', steps=7) == E.cache_key('reference', steps=7)
     with pytest.raises(pytest.fail.Exception): E.create('reference', steps=7)   # another config: not the shipped file
 
 def test_cached_quickstart_rerun_with_a_vit_student(cache, tmp_path):
