@@ -232,7 +232,7 @@ class Results:
     @classmethod
     def load(cls, path): return cls.from_dict(json.loads(Path(path).read_text()))
     def __repr__(self):
-        return f"Results({self.model!r} on {self.suite!r}: {len(self.shifts)} shifts)\n{self.summary().round(2).to_string()}"
+        return f"Results({self.model!r} on {self.suite!r}: {len(self.shifts)} shifts; summary in %)\n{self.summary().round(2).to_string()}"
 
 # %% ../nbs/09_evaluate.ipynb #a75cf279
 def _embedded_params(suite):
