@@ -373,6 +373,14 @@ def _lock(path, tool, min_free_gb, is_file=False):
     if int(os.environ.get('RANK', 0)) > 0: return contextlib.nullcontext(Path(path))   # accelerate launch/torchrun: one writer, rank 0
     return output_lock(path, tool, is_file)
 
+def _check_specs(a, *flags):
+    "Check the model specs in `a`'s `flags` before anything is built or written."
+    for f in flags: parse_spec(getattr(a, f), '--' + f.replace('_', '-'))
+
+def _launch_device(a):
+    "`--device` for library calls that pick their own device under accelerate: None for auto (accelerate's per-process choice)."
+    return None if a.device in (None, 'auto') else resolve_device(a.device)
+
 def _write_json(obj, path):
     from robust_nb.core import atomic_write_json
     atomic_write_json(obj, path)
@@ -476,6 +484,7 @@ def _teacher_data(a):
 
 def _teacher(a):
     seed_everything(a.seed)
+    _check_specs(a, 'model')
     device = resolve_device(a.device)
     from robust_nb.teacher import RECIPES, robustify_teacher
     import inspect
@@ -547,7 +556,8 @@ def _as_tensors(d:Data):
 
 def _distill(a):
     seed_everything(a.seed)
-    device = resolve_device(a.device)
+    _check_specs(a, 'student', 'teacher')
+    device = _launch_device(a)
     out = Path(a.out)
     with _lock(out, 'robust_nb_distill', a.min_free_gb, is_file=True):
         embedded = str(a.data).startswith('embedded')
@@ -612,7 +622,8 @@ def _dad_data(a):
 
 def _dad_generate(a):
     seed_everything(a.seed)
-    device = resolve_device(a.device)
+    _check_specs(a, 'teacher')
+    device = _launch_device(a)
     with _lock(a.out, 'robust_nb_dad_generate', a.min_free_gb):
         d = _dad_data(a)
         teacher = resolve_model(a.teacher, num_data_classes(d), d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
@@ -661,6 +672,7 @@ def _dad_train_parser():
 
 def _dad_train(a):
     seed_everything(a.seed)
+    _check_specs(a, 'student', 'teacher')
     device = resolve_device(a.device)
     from robust_nb.dad import DADShards, DADPairs, METHODS, distil
     METHODS[a.method]
@@ -720,6 +732,7 @@ def _eval_parser():
 
 def _eval(a):
     seed_everything(a.seed)
+    _check_specs(a, 'model')
     device = resolve_device(a.device)
     from robust_nb import data
     if a.suite == 'imagenet' and not a.root: raise CLIError("--suite imagenet needs --root <folder with val/, imagenet-c/, ...> (see --help)")

@@ -82,7 +82,8 @@ def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path):
     assert 'does not exist' in user_error(capsys, cli.corrupt_main, [str(tmp_path / 'nope'), str(tmp_path / 'y'), '--corruptions', 'fog'])
     assert 'weights file' in user_error(capsys, cli.eval_main, ['--model', f'timm:test_resnet@{tmp_path}/none.pt', '--n', '4', '--out', str(tmp_path / 'o')])
     assert 'GiB free' in user_error(capsys, cli.eval_main, ['--model', 'timm:test_resnet', '--min-free-gb', '1e9', '--out', str(tmp_path / 'o')])
-    with pytest.raises(cli.CLIError): cli.eval_main(['--model', 'resnet50', '--debug'])      # --debug: the traceback
+    with pytest.raises(cli.CLIError): cli.eval_main(['--model', 'resnet50', '--debug', '--out', str(tmp_path / 'never')])
+    assert not (tmp_path / 'never').exists()                              # --debug: the traceback; specs checked before any output is made
 
 def test_subprocess_exit_status(tmp_path):
     "Through a real process, as a shell or a scheduler sees it: 2 and one line for a user error, 0 for success."
@@ -203,3 +204,43 @@ def test_distill_tiny(tmp_path):
                              '--n', '16', '--blocks', '2', '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'mh.pt')]) is None
     d = safe_load(tmp_path / 'mh.pt')
     assert d['variant'] == 'ours' and d['n_tuned'] > 0 and (tmp_path / 'mh.pt.json').exists()
+
+def _children(pid):
+    "Pids whose parent is `pid` (Linux /proc)."
+    out = []
+    for d in Path('/proc').iterdir():
+        if d.name.isdigit():
+            try: stat = (d / 'stat').read_text()
+            except OSError: continue
+            if int(stat.rsplit(')', 1)[1].split()[1]) == pid: out.append(int(d.name))
+    return out
+
+def _alive(pid):
+    try: return (Path('/proc') / str(pid) / 'stat').read_text().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
+    except OSError: return False
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux-only')
+def test_process_workers_die_with_their_parent(tmp_path):
+    "A -C build with --executor process, its parent SIGKILLed: no orphan worker keeps writing."
+    import signal
+    src = tmp_path / 'src' / 'a'; src.mkdir(parents=True)
+    from PIL import Image
+    for i in range(40): Image.new('RGB', (16, 16), (i * 5, 40, 200)).save(src / f'{i}.png')
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_corrupt_dataset import slow_standin; "
+            f"from robust_nb.corrupt_dataset import corrupt_folder; "
+            f"corrupt_folder({str(tmp_path / 'src')!r}, {str(tmp_path / 'dst')!r}, ['noise'], (1, 2, 3, 4, 5), size=16, resize=None, "
+            f"corrupt_fn=slow_standin, valid_names=['noise'], workers=2, chunk_size=20, executor='process', show_progress=False)")
+    proc = subprocess.Popen([sys.executable, '-c', code])
+    try:
+        t0 = time.time()
+        jpgs = lambda: list((tmp_path / 'dst').rglob('*.jpg'))
+        while not jpgs() and proc.poll() is None and time.time() - t0 < 60: time.sleep(0.02)
+        kids = _children(proc.pid)
+        assert proc.poll() is None and len(kids) >= 2, "the pool did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally: proc.wait()
+    t0 = time.time()
+    while any(_alive(k) for k in kids) and time.time() - t0 < 10: time.sleep(0.05)
+    assert not any(_alive(k) for k in kids)
+    # each worker had a 20-image x 5-severity chunk (3 s) in hand: an orphan would have finished it (>= 100 files each)
+    assert len(jpgs()) < 100
