@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_embedded.ipynb #emb003
 from __future__ import annotations
-import json, time, hashlib, importlib.resources
+import copy, json, time, hashlib, importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -60,7 +60,7 @@ def resolve(name:str, **cfg) -> dict:
     spec = MODELS[name]
     bad = [k for k in cfg if k not in spec.config]
     if bad: raise TypeError(f"unknown config field(s) {bad} for embedded model {name!r}; valid: {', '.join(spec.config)}")
-    return {**spec.config, **cfg}
+    return copy.deepcopy({**spec.config, **cfg})            # a copy: editing it never edits the defaults
 
 def cache_key(name:str, **cfg) -> str:
     "The cache key of embedded model `name` with config overrides `cfg`: a hash of its whole config and its version."
