@@ -776,11 +776,10 @@ robust_nb_dad_train and robust_nb_eval --suite imagenet (each --help shows the I
     return _common(p)
 
 def _quickstart(a):
+    if a.device == 'cpu': os.environ['CUDA_VISIBLE_DEVICES'] = ''      # before CUDA is first queried: every stage then runs on CPU
     seed_everything(a.seed)
     device = resolve_device(a.device)
-    import torch
-    if device.type == 'cpu' and torch.cuda.is_available(): os.environ['CUDA_VISIBLE_DEVICES'] = ''   # accelerate then trains on CPU
-    elif device.type == 'cuda' and device.index: raise CLIError(f"select the GPU with CUDA_VISIBLE_DEVICES={device.index} and --device cuda")
+    if device.type == 'cuda' and device.index: raise CLIError(f"select the GPU with CUDA_VISIBLE_DEVICES={device.index} and --device cuda")
     from robust_nb.quickstart import quickstart
     t0 = time.perf_counter()
     with _lock(a.out, 'robust_nb_quickstart', a.min_free_gb):

@@ -244,3 +244,17 @@ def test_process_workers_die_with_their_parent(tmp_path):
     assert not any(_alive(k) for k in kids)
     # each worker had a 20-image x 5-severity chunk (3 s) in hand: an orphan would have finished it (>= 100 files each)
     assert len(jpgs()) < 100
+
+def test_clip_specs(tmp_path, capsys):
+    from robust_nb.synthetic import CLASSES
+    m = cli.resolve_model('clip:robust_nb-tiny-clip', 10, list(CLASSES), head='zeroshot')
+    assert m.num_classes == 10 and m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(cli.CLIError, match='zero-shot head from class names'): cli.resolve_model('clip:robust_nb-tiny-clip', 10, None, head='zeroshot')
+    with pytest.raises(cli.CLIError, match='is not an open_clip model'): cli.resolve_model('clip:ViT-B-61', 10, list(CLASSES))
+    torch.save({'visual.conv1.weight': torch.zeros(3)}, tmp_path / 'other.pt')
+    with pytest.raises(cli.CLIError, match=r'other\.pt does not fit open_clip robust_nb-tiny-clip'):
+        cli.resolve_model(f'clip:robust_nb-tiny-clip@{tmp_path}/other.pt', 10, list(CLASSES), head='zeroshot')
+
+def test_device_flag_everywhere(capsys):
+    for name, p in PARSERS.items(): assert '--device' in p().format_help(), name
+    assert 'not a torch device' in user_error(capsys, cli.quickstart_main, ['--device', 'tpu9'])
