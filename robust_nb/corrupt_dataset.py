@@ -4,15 +4,16 @@
 
 # %% ../nbs/04_corrupt_dataset.ipynb #99250524
 from __future__ import annotations
-import argparse, functools, hashlib, io, json, os, sys, threading
+import functools, hashlib, io, json, os, sys, threading
 from concurrent.futures import ThreadPoolExecutor, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from .core import atomic_write_bytes, atomic_write_json, progress
+from .core import atomic_write_bytes, atomic_write_json, progress, die_with_parent
 from .data import IMG_EXTS, _empty_classes
+from .corruptions import SEVERITIES
 
 # %% auto #0
 __all__ = ['SETTINGS_FILE', 'image_seed', 'list_images', 'prepare', 'encode_jpeg', 'verify_images', 'corrupt_folder']
@@ -140,7 +141,7 @@ def verify_images(src, files:Sequence[str], workers:int|None=None, skip_bad:bool
                          + f"{more}; replace or delete them, or skip them with skip_bad=True (listed in each cell's .complete.json)")
     return [f for f, e in zip(files, errs) if e is None], bad
 
-def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Sequence[int]=(1,2,3,4,5),
+def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Sequence[int]=SEVERITIES,
                    size:int|None=224, resize:int|None=256, border:int=0, seed:int=0, quality:int=85,
                    workers:int|None=None, chunk_size:int=8, executor:str='thread', device='cpu',
                    corrupt_fn:Callable|None=None, valid_names:Sequence[str]|None=None, show_progress:bool=True,
@@ -174,7 +175,8 @@ def corrupt_folder(src, dst, corruptions:Sequence[str]|None=None, severities:Seq
                                  quality=quality, corrupt_fn=corrupt_fn, device=device)
         bar = progress(total=len(files)*len(cells), desc=f"corrupting {len(files)} images x {len(cells)} cells", unit='img',
                        **({} if show_progress else dict(disable=True)))
-        ex = (ThreadPoolExecutor if executor == 'thread' else ProcessPoolExecutor)(workers or min(4, os.cpu_count() or 1))
+        n_workers = workers or min(4, os.cpu_count() or 1)
+        ex = ThreadPoolExecutor(n_workers) if executor == 'thread' else ProcessPoolExecutor(n_workers, initializer=die_with_parent, initargs=(os.getpid(),))
         try:
             futs = {ex.submit(work, ch): len(ch) for ch in chunks}
             for fut in as_completed(futs):
