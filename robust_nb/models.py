@@ -18,7 +18,7 @@ from .core import check_images, safe_load
 # %% auto #0
 __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem',
            'ViTHead', 'CallHead', 'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn',
-           'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings',
+           'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'DropAfter',
            'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
 
@@ -115,9 +115,10 @@ class StagedModel(nn.Module):
 
 # %% ../nbs/10_models.ipynb #42e43f8c
 class Residual(nn.Module):
-    "One residual branch of a timm ViT `Block`: `x + drop_path(ls(fn(norm(x))))` (owning the block's own modules)."
-    def __init__(self, norm, fn, ls, drop_path):
+    "One residual branch of a transformer block: `x + drop_path(ls(fn(norm(x))))` (owning the block's own modules)."
+    def __init__(self, norm, fn, ls, drop_path, per_token:bool=False):
         super().__init__(); self.norm, self.fn, self.ls, self.drop_path = norm, fn, ls, drop_path
+        self.per_token = per_token          # an MLP branch: acts on each token separately
     def forward(self, x): return x + self.drop_path(self.ls(self.fn(self.norm(x))))
 
 def _vit_blocks(blocks, residual_stages:bool):
@@ -125,7 +126,7 @@ def _vit_blocks(blocks, residual_stages:bool):
     stages, kinds = [], []
     for b in blocks:
         if residual_stages and type(b) is Block:
-            stages += [Residual(b.norm1, b.attn, b.ls1, b.drop_path1), Residual(b.norm2, b.mlp, b.ls2, b.drop_path2)]
+            stages += [Residual(b.norm1, b.attn, b.ls1, b.drop_path1), Residual(b.norm2, b.mlp, b.ls2, b.drop_path2, per_token=True)]
             kinds += ['block', 'mlp']
         else: stages.append(b); kinds.append('block')
     return stages, kinds
@@ -248,8 +249,23 @@ def text_class_embeddings(clip, tokenizer, class_names, templates=OPENAI_TEMPLAT
         out.append(F.normalize(e.mean(0), dim=-1))
     return torch.stack(out)
 
+class CLIPAttention(nn.Module):
+    "The self-attention of an open_clip `ResidualAttentionBlock` as a function of one input (`attention(q_x=x)`)."
+    def __init__(self, attn:nn.MultiheadAttention):
+        super().__init__(); self.attn = attn
+    def forward(self, x): return self.attn(x, x, x, need_weights=False)[0]
+
+def _clip_blocks(blocks, residual_stages:bool):
+    if not residual_stages: return list(blocks), ['block'] * len(blocks)
+    stages, kinds = [], []
+    for b in blocks:
+        stages += [Residual(b.ln_1, CLIPAttention(b.attn), b.ls_1, nn.Identity()),
+                   Residual(b.ln_2, b.mlp, b.ls_2, nn.Identity(), per_token=True)]
+        kinds += ['block', 'mlp']
+    return stages, kinds
+
 def clip_classifier(name:str, pretrained:str|Path|None=None, head:str='linear', class_names=None, templates=None,
-                    num_classes:int|None=None, p:float=0.) -> StagedModel:
+                    num_classes:int|None=None, p:float=0., residual_stages:bool=False) -> StagedModel:
     "open_clip model `name`'s image tower as a `StagedModel` under a 'linear' or 'zeroshot' head; `pretrained` = local file."
     import open_clip
     if head not in ('linear', 'zeroshot'): raise ValueError(f"head must be 'linear' or 'zeroshot', got {head!r}")
@@ -273,8 +289,8 @@ def clip_classifier(name:str, pretrained:str|Path|None=None, head:str='linear', 
             with torch.no_grad(): h.fc.weight.copy_(emb * clip.logit_scale.exp().item()); h.fc.bias.zero_()
     mean = getattr(v, 'image_mean', None) or open_clip.OPENAI_DATASET_MEAN
     std = getattr(v, 'image_std', None) or open_clip.OPENAI_DATASET_STD
-    stages = [CLIPStem(v), *v.transformer.resblocks, CLIPPool(v), h]
-    kinds = ['stem'] + ['block'] * len(v.transformer.resblocks) + ['norm', 'head']
+    bs, bk = _clip_blocks(v.transformer.resblocks, residual_stages)     # residual_stages: one stage per residual branch
+    stages, kinds = [CLIPStem(v), *bs, CLIPPool(v), h], ['stem', *bk, 'norm', 'head']
     return StagedModel(Prep(mean, std, v.image_size), stages, kinds, name)
 
 # %% ../nbs/10_models.ipynb #da3592b8
@@ -458,7 +474,7 @@ def branch_parts(s:nn.Module):
 def token_wise(s:nn.Module) -> bool:
     "Whether stage `s` acts on each token separately (LayerNorm, an MLP residual branch): it commutes with picking tokens."
     from timm.layers import Mlp
-    return isinstance(s, (nn.LayerNorm, nn.Identity)) or (isinstance(s, Residual) and isinstance(s.fn, Mlp))
+    return isinstance(s, (nn.LayerNorm, nn.Identity)) or (isinstance(s, Residual) and (s.per_token or isinstance(s.fn, Mlp)))
 
 def pooled_token(s:nn.Module) -> bool:
     "Whether stage `s` pools a transformer's tokens by taking the class token (index 0) alone."

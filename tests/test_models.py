@@ -144,6 +144,7 @@ def families():
             "vit": timm_classifier("test_vit", 5, img_size=32, patch_size=8),
             "vit_blocks": timm_classifier("test_vit", 5, img_size=32, patch_size=8, residual_stages=False),
             "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=5),
+            "clip_res": clip_classifier(register_tiny_clip(), head="linear", num_classes=5, residual_stages=True),
             "embedded": embedded_student(5)}
 
 
@@ -154,10 +155,11 @@ def test_block_granularity_per_family(families):
            "convnext": sum(len(st.blocks) for st in timm.create_model("test_convnext").stages),
            "vit": len(timm.create_model("test_vit").blocks), "vit_blocks": len(timm.create_model("test_vit").blocks),
            "clip": open_clip.create_model(register_tiny_clip()).visual.transformer.layers,
+           "clip_res": open_clip.create_model(register_tiny_clip()).visual.transformer.layers,
            "embedded": 1 + 1 + 2 + 4}
     for k, m in families.items():
         assert m.n_blocks == ref[k], k
-        assert m.kinds.count("mlp") == (ref[k] if k == "vit" else 0), k
+        assert m.kinds.count("mlp") == (ref[k] if k in ("vit", "clip_res") else 0), k
         for c in feasible_fracs(m): assert any(kk in BLOCK_KINDS for kk in m.kinds[c:]) and c >= 1
 
 
@@ -261,3 +263,15 @@ def test_branch_parts_equal_the_blocks_own_forward(families):
     m = copy.deepcopy(families["resnet"]); add_dropout(m, 0.3)
     b = m.stages[1]; b.drop_block = torch.nn.Dropout(0.2)                  # a dropout before the slot: no cut
     assert branch_parts(b) is None
+
+
+def test_clip_residual_stages_match_whole_blocks():
+    name = register_tiny_clip()
+    torch.manual_seed(0)
+    a = clip_classifier(name, head="linear", num_classes=3).eval()
+    b = clip_classifier(name, head="linear", num_classes=3, residual_stages=True).eval()
+    b.load_state_dict({kb: va for (ka, va), kb in zip(a.state_dict().items(), b.state_dict())})
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(b(x), a(x))
+    assert b.kinds == ["stem", "block", "mlp", "block", "mlp", "norm", "head"] and b.n_blocks == a.n_blocks == 2
+    assert len(feasible_fracs(b)) > len(feasible_fracs(a))                            # finer cut points

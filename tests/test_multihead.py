@@ -103,10 +103,11 @@ def _families():
     from robust_nb.models import clip_classifier, register_tiny_clip
     torch.manual_seed(0)
     return {"resnet": embedded_student(4), "vit": timm_classifier("test_vit", 4, img_size=32, patch_size=8),
-            "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=4)}
+            "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=4),
+            "clip_res": clip_classifier(register_tiny_clip(), head="zeroshot", class_names=list("abcd"), residual_stages=True)}
 
 
-@pytest.mark.parametrize("fam", ["resnet", "vit", "clip"])
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res"])
 def test_dropout_in_shared_and_every_head(fam):
     st = _families()[fam]
     sp = split_model(st, blocks=2)
@@ -179,7 +180,7 @@ def test_mc_reruns_only_dropout_layers(small):
     with pytest.raises(ValueError, match="n ≥ 2"): mc_logits(mh, x, n=1)
 
 
-@pytest.mark.parametrize("fam", ["resnet", "vit", "clip"])
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res"])
 def test_mc_shortcuts_compute_the_head(fam):
     # with dropout held off, the MC path (block cut at its dropout, class-token pruning) gives each head's own output
     from robust_nb.multihead import _head_mc
@@ -207,10 +208,12 @@ def test_cached_equals_uncached(small, tmp_path):
     kw = dict(blocks=1, epochs=2, batch_size=8, seed=5)
     r_mem = distill(st, te, ts, cache=True, **kw)
     r_raw = distill(st, te, ts, cache=False, **kw)
-    r_disk = distill(st, te, ts, cache=True, cache_budget=0, cache_path=tmp_path / "f.npy", **kw)
-    assert (tmp_path / "f.npy").exists()
+    r_disk = distill(st, te, ts, cache=True, cache_budget=0, cache_path=tmp_path / "f32", cache_dtype=torch.float32, **kw)
+    assert (tmp_path / "f32" / "shard_000000.safetensors").exists()
     for r in (r_raw, r_disk):
         for a, b in zip(r_mem.model.parameters(), r.model.parameters()): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    r_half = distill(st, te, ts, cache=True, cache_budget=0, cache_path=tmp_path / "f16", **kw)     # default: fp16 shards
+    for a, b in zip(r_mem.model.parameters(), r_half.model.parameters()): torch.testing.assert_close(a, b, atol=1e-2, rtol=0)
     x = torch.rand(4, 3, 32, 32)
     torch.testing.assert_close(r_mem.model.eval()(x), r_raw.model.eval()(x), atol=1e-5, rtol=1e-4)
     # and training actually changed the tuned part
@@ -222,9 +225,13 @@ def test_cache_features_spill(small, tmp_path):
     st, te, ts = small
     mh = MultiHead(split_model(st, blocks=1))
     a, = cache_features(mh, ts.x, batch_size=7)
-    b, = cache_features(mh, ts.x, batch_size=7, budget=0, path=tmp_path / "s.npy")
-    torch.testing.assert_close(a, b)
-    assert (tmp_path / "s.npy").stat().st_size >= a.numel() * 4
+    b = cache_features(mh, ts.x, batch_size=7, budget=0, path=tmp_path / "s", dtype=torch.float32)
+    torch.testing.assert_close(a, b.tensors()[0], atol=0, rtol=0)
+    h = cache_features(mh, ts.x, batch_size=7, budget=0, path=tmp_path / "h")                  # fp16 on disk, fp32 when read
+    torch.testing.assert_close(a, h.tensors()[0], atol=2e-3, rtol=1e-3)
+    assert h[0][0].dtype == torch.float32
+    size = lambda d: sum(f.stat().st_size for f in d.glob("shard_*"))
+    assert a.numel() * 2 <= size(tmp_path / "h") < a.numel() * 2 + 4096 <= size(tmp_path / "s")
 
 
 def test_distill_errors(small):
