@@ -4,12 +4,16 @@
 
 # %% ../nbs/11_multihead.ipynb #6dfe12ad
 from __future__ import annotations
-import copy, math, time, os, hashlib, warnings
+import copy, json, math, time, os, hashlib, struct, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from accelerate.state import PartialState
+from safetensors.torch import save as st_save
+from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry, atomic_write_bytes, atomic_write_json, config_key
+from .augment import augmix, noise2net
 from .models import StagedModel, Split, split_model, HeadStage, BLOCK_KINDS, add_dropout, has_dropout, branch_parts, token_wise, pooled_token
 from .engine import fit
 from .metrics import f_correct
@@ -17,7 +21,8 @@ from .losses import multihead_loss, VARIANTS, SINGLE_HEAD
 
 # %% auto #0
 __all__ = ['HEADS', 'RULES', 'set_dropout', 'MultiHead', 'mc_logits', 'head_scores', 'select_head', 'predict', 'Selected',
-           'head_report', 'TuningSet', 'tuning_set', 'cache_features', 'multihead_for', 'DistillResult', 'distill']
+           'head_report', 'TuningSet', 'tuning_set', 'item_generator', 'TuningData', 'FeatureShards', 'cache_features',
+           'multihead_for', 'DistillResult', 'distill']
 
 # %% ../nbs/11_multihead.ipynb #780c99bc
 HEADS = ('clean', 'unclean', 'combined')
@@ -180,12 +185,13 @@ def head_report(model:MultiHead, x, y, shifted, n:int=10, rule:str='ours', domai
 
 # %% ../nbs/11_multihead.ipynb #6a888224
 @dataclass
-class TuningSet:
-    "The fixed augmented tuning set D^a: images `x` [N,3,H,W] in [0,1], labels `y`, and `is_aug` (β = 1 − is_aug)."
+class TuningSet(Dataset):
+    "The fixed augmented tuning set D^a as tensors: images `x` [N,3,H,W] in [0,1], labels `y`, and `is_aug` (β = 1 − is_aug)."
     x: torch.Tensor
     y: torch.Tensor
     is_aug: torch.Tensor
     def __len__(self): return len(self.y)
+    def __getitem__(self, i): return self.x[i], self.y[i], self.is_aug[i]
     def __post_init__(self):
         check_images(self.x, 'TuningSet.x')
         if not (len(self.x) == len(self.y) == len(self.is_aug)): raise ValueError("TuningSet x, y and is_aug differ in length")
@@ -193,12 +199,14 @@ class TuningSet:
     def tensors(self): return (self.x, self.y, self.is_aug.bool())
 
 def _default_augment(x, generator=None):
-    from robust_nb.augment import augmix, noise2net
     h = len(x) // 2
     return torch.cat([augmix(x[:h], generator=generator), noise2net(x[h:], generator=generator)])
 
-def tuning_set(x, y, a:float=0.5, augment=None, seed:int=0, batch_size:int=512) -> TuningSet:
-    "D^a from clean `x`,`y`: clean + one augmented copy each (default AugMix | Noise2Net halves), a random fraction `a` kept."
+def tuning_set(x, y=None, a:float=0.5, augment=None, seed:int=0, batch_size:int=512):
+    """D^a: clean images + one augmented copy each (default AugMix | Noise2Net halves), a random fraction `a` kept.
+    `x`,`y` tensors give a `TuningSet` (augmented copies computed now); a map-style Dataset `x` of (image, label) items
+    gives a `TuningData` (each copy computed when read, from its index)."""
+    if isinstance(x, Dataset): return TuningData(x, a=a, augment=augment, seed=seed)
     check_images(x)
     if not 0 < a <= 1: raise ValueError(f"a (fraction of D^a used) must be in (0, 1], got {a}")
     augment = augment or _default_augment
@@ -212,31 +220,182 @@ def tuning_set(x, y, a:float=0.5, augment=None, seed:int=0, batch_size:int=512) 
     keep = torch.randperm(len(X), generator=g)[:max(1, round(a * len(X)))].sort().values
     return TuningSet(X[keep], Y[keep], A[keep])
 
+# %% ../nbs/11_multihead.ipynb #h9mh002
+def item_generator(seed:int, i:int) -> torch.Generator:
+    "The generator of item `i` of a set drawn with `seed`: the same in every process, DataLoader worker and read order."
+    s = np.random.SeedSequence([int(seed), int(i)]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(s >> np.uint64(1)))
+
+class TuningData(Dataset):
+    """D^a over any map-style `base` Dataset of (image [3,H,W] in [0,1], label): the clean images and one augmented copy
+    of each, a fraction `a` kept; item j is (x, y, is_aug). A copy is made when it is read, by `augment(x[None],
+    generator=item_generator(seed, i))` for image i (default: AugMix for a fixed half of the images, Noise2Net for the
+    rest): never stored, and the same in every construction, process and worker, so D^a is fixed."""
+    def __init__(self, base, a:float=0.5, augment=None, seed:int=0):
+        if isinstance(base, IterableDataset) or not hasattr(base, '__getitem__'):
+            raise TypeError(f"TuningData needs a map-style Dataset (len + indexing) to derive item i's augmentation from i, got "
+                            f"{type(base).__name__}; index a streaming source first (e.g. write it to an ImageFolder or shards)")
+        if not 0 < a <= 1: raise ValueError(f"a (fraction of D^a used) must be in (0, 1], got {a}")
+        self.base, self.a, self.augment, self.seed, self.n = base, a, augment, seed, len(base)
+        if self.n == 0: raise ValueError("the base dataset is empty: D^a needs at least one image")
+        g = make_generator(seed)
+        self.augmix_half = torch.zeros(self.n, dtype=torch.bool)            # which images get AugMix (default augment)
+        self.augmix_half[torch.randperm(self.n, generator=g)[:self.n // 2]] = True
+        self.keep = torch.randperm(2 * self.n, generator=g)[:max(1, round(a * 2 * self.n))].sort().values  # < n: clean
+    def __len__(self): return len(self.keep)
+    def _augment(self, x, i):
+        g = item_generator(self.seed, i)
+        if self.augment is not None: return self.augment(x[None], generator=g)[0]
+        return (augmix if self.augmix_half[i] else noise2net)(x[None], generator=g)[0]
+    def __getitem__(self, j):
+        k = int(self.keep[j]); i, aug = k % self.n, k >= self.n
+        x, y = self.base[i][:2]
+        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+            raise TypeError(f"base item {i} holds a {type(x).__name__}, not an image tensor [3,H,W] in [0,1]: give the base "
+                            "Dataset a transform that returns tensors (robust_nb.data.image_folder does)")
+        with torch.no_grad(): x = self._augment(x, i) if aug else x
+        return x, torch.as_tensor(y, dtype=torch.long), torch.tensor(aug)
+    def materialise(self) -> TuningSet:
+        "All items as a `TuningSet` of tensors (small data only)."
+        x, y, a = zip(*(self[j] for j in range(len(self))))
+        return TuningSet(torch.stack(x), torch.stack(y), torch.stack(a))
+    def key(self) -> dict:
+        "What identifies this D^a in a cache key: base type/size/repr and a few items, `a`, `seed` and the augmentation."
+        r = repr(self.base)
+        probe = [self.base[i] for i in sorted({0, self.n // 2, self.n - 1})]
+        h = hashlib.sha1(b''.join(np.ascontiguousarray(x.numpy()).tobytes() + str(int(y)).encode() for x, y in (p[:2] for p in probe)))
+        return dict(base=type(self.base).__name__, n=self.n, repr=None if ' at 0x' in r else r, probe=h.hexdigest()[:16], a=self.a,
+                    seed=self.seed, augment=getattr(self.augment, '__qualname__', repr(self.augment)) if self.augment else 'augmix|noise2net')
+
 # %% ../nbs/11_multihead.ipynb #f03c014e
-def _alloc(shape, dtype, budget, path, tag):
-    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-    if nbytes <= budget: return torch.empty(shape, dtype=dtype), None
-    path = Path(path) if path is not None else cache_dir('features') / f'{tag}-{os.getpid()}-{time.time_ns()}.npy'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32 if dtype == torch.float32 else np.float16, shape=tuple(shape))
-    return torch.from_numpy(arr), path
+_ST_DTYPES = {'F16': torch.float16, 'BF16': torch.bfloat16, 'F32': torch.float32, 'F64': torch.float64, 'I64': torch.int64,
+              'I32': torch.int32, 'BOOL': torch.bool, 'U8': torch.uint8}
+
+def _shard_name(c:int) -> str: return f'shard_{c:06d}.safetensors'
+
+class FeatureShards(Dataset):
+    """A feature cache on disk (folder `path`): `n` items in safetensors shards of `shard_items` rows, written atomically by
+    `cache_features`. Item i is the tuple of its rows (floats as float32). Rows are read with plain file reads, never
+    mapped, so the memory a reader holds is one batch, whatever the size of the cache."""
+    def __init__(self, path):
+        self.path = Path(path)
+        cfg = json.loads((self.path / 'config.json').read_text())
+        self.n, self.shard_items, self.n_fields = cfg['n'], cfg['shard_items'], len(cfg['fields'])
+        missing = [c for c in range(self.num_shards) if not (self.path / _shard_name(c)).exists()]
+        if missing: raise FileNotFoundError(f"feature cache {self.path} lacks shards {missing[:5]} (of {self.num_shards}): "
+                                            "run cache_features again with the same settings to finish it")
+        self._headers = {}
+    @property
+    def num_shards(self) -> int: return math.ceil(self.n / self.shard_items)
+    def __len__(self): return self.n
+    def _header(self, c):
+        if c not in self._headers:
+            with open(self.path / _shard_name(c), 'rb') as f:
+                m = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(m))
+            h.pop('__metadata__', None)
+            self._headers[c] = [(8 + m + h[k]['data_offsets'][0], _ST_DTYPES[h[k]['dtype']], h[k]['shape'][1:])
+                                for k in (str(j) for j in range(self.n_fields))]
+        return self._headers[c]
+    def _rows(self, c, rows):
+        "Fields of rows `rows` of shard `c`, each [len(rows), ...]."
+        out, fd = [], os.open(self.path / _shard_name(c), os.O_RDONLY)
+        try:
+            for off, dt, shape in self._header(c):
+                nb = math.prod(shape) * torch.empty((), dtype=dt).element_size()
+                buf = bytearray(b''.join(os.pread(fd, nb, off + r * nb) for r in rows))
+                t = torch.frombuffer(buf, dtype=dt).view(len(rows), *shape) if nb else torch.empty(len(rows), *shape, dtype=dt)
+                out.append(t.float() if t.is_floating_point() else t)
+        finally: os.close(fd)
+        return out
+    def __getitems__(self, idx):
+        idx = [int(i) for i in idx]
+        if any(not 0 <= i < self.n for i in idx): raise IndexError(f"index out of range for a feature cache of {self.n} items")
+        items = [None] * len(idx)
+        by_shard = {}
+        for k, i in enumerate(idx): by_shard.setdefault(i // self.shard_items, []).append(k)
+        for c, ks in by_shard.items():
+            fields = self._rows(c, [idx[k] % self.shard_items for k in ks])
+            for r, k in enumerate(ks): items[k] = tuple(f[r] for f in fields)
+        return items
+    def __getitem__(self, i): return self.__getitems__([i])[0]
+    def tensors(self) -> tuple:
+        "The whole cache as a tuple of tensors (one per field), for caches that fit in memory."
+        return tuple(torch.stack(f) for f in zip(*self.__getitems__(range(self.n))))
+
+# %% ../nbs/11_multihead.ipynb #h9mh004
+def _batches_of(data, start:int, stop:int, batch_size:int, num_workers:int=0):
+    "Batches (tuples of tensors, images first) of items `start`..`stop` of `data`: images [N,3,H,W], a `TuningSet` or a Dataset."
+    if isinstance(data, torch.Tensor): data = (data,)
+    elif isinstance(data, TuningSet): data = (data.x, data.y, data.is_aug)
+    if isinstance(data, tuple):
+        for i in range(start, stop, batch_size): yield tuple(t[i:min(i + batch_size, stop)] for t in data)
+        return
+    dl = DataLoader(Subset(data, range(start, stop)), batch_size=batch_size, num_workers=num_workers)
+    for b in dl: yield tuple(b) if isinstance(b, (list, tuple)) else (b,)
+
+def _dist():
+    "(rank, world, barrier) of a torchrun / accelerate launch (joining its process group on a machine without GPUs too)."
+    if int(os.environ.get('WORLD_SIZE', 1)) == 1: return 0, 1, lambda: None
+    st = PartialState(cpu=not torch.cuda.is_available())
+    return st.process_index, st.num_processes, st.wait_for_everyone
+
+def _open_cache(path, cfg:dict, rank:int, barrier) -> Path:
+    "Create the cache folder `path` for `cfg`, or check that the one there was made with the same settings (resume)."
+    path = Path(path); cp = path / 'config.json'
+    if cp.exists():
+        old = json.loads(cp.read_text())
+        diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
+        if diff: raise ValueError(f"{path} holds a feature cache made with other settings {diff} (old, new): pass another "
+                                  "cache_path, or delete that folder")
+    elif rank == 0: atomic_write_json(cfg, cp)
+    barrier()
+    return path
+
+def _write_shards(compute, data, path:Path, cfg:dict, first, batch_size, num_workers, rank, world, desc):
+    "Compute and write every missing shard of `path` that is this process's (shard c goes to rank c % world)."
+    n, S = cfg['n'], cfg['shard_items']
+    todo = [c for c in range(math.ceil(n / S)) if c % world == rank and not (path / _shard_name(c)).exists()]
+    for c in progress(todo, desc=desc, leave=False):
+        parts = [first] if c == 0 and first is not None else []
+        lo = c * S + sum(len(p[0]) for p in parts)
+        parts += [compute(b) for b in _batches_of(data, lo, min((c + 1) * S, n), batch_size, num_workers)]
+        fields = [torch.cat(f) for f in zip(*parts)]
+        fields = [f.to(torch.float16 if cfg['dtype'] == 'float16' and j == 0 else f.dtype).contiguous() for j, f in enumerate(fields)]
+        atomic_write_bytes(path / _shard_name(c), st_save({str(j): f for j, f in enumerate(fields)}))
 
 @torch.no_grad()
-def cache_features(model:MultiHead, x, teachers=(), batch_size:int=256, budget:int=2**31, path=None, device=None, desc='cache M_b'):
-    "Run the frozen backbone (and each `teachers` callable on (x, features)) once over `x`; returns (features, *teacher outputs)."
+def cache_features(model:MultiHead, data, teachers=(), batch_size:int=256, budget:int=2**31, path=None, device=None,
+                   desc='cache M_b', *, dtype=torch.float16, shard_items:int|None=None, num_workers:int=0, key=None):
+    """Run the frozen backbone (and each `teachers` callable on (x, features)) once over `data`, streaming batch by batch:
+    images [N,3,H,W], a `TuningSet` or a Dataset of (x, ...) items. Returns (features, *teacher outputs, *the items'
+    other fields) as tensors when they fit in `budget` bytes, else a `FeatureShards` on disk in folder `path`: features
+    in `dtype`, shards written atomically, a rerun resumes the missing ones. `key` (dict, or callable returning one)
+    names what is cached; with it and no `path` the folder is `cache_dir('features', <key hash>)`."""
     device = device or next(model.parameters()).device
-    model.eval(); outs, paths = None, []
-    for i in progress(range(0, len(x), batch_size), desc=desc, leave=False):
-        xb = x[i:i + batch_size].to(device)
-        f = model.features(xb)
-        res = [f] + [t(xb, f) for t in teachers]
-        if outs is None:
-            outs = []
-            for k, r in enumerate(res):
-                t, p = _alloc((len(x), *r.shape[1:]), r.dtype, budget if k == 0 else 2**62, path, 'feat')
-                outs.append(t); paths.append(p)
-        for o, r in zip(outs, res): o[i:i + len(r)] = r.cpu()
-    return tuple(outs)
+    model.eval()
+    n = len(data)
+    def compute(b):
+        xb = b[0].to(device); f = model.features(xb)
+        return (f.cpu(), *(t(xb, f).cpu() for t in teachers), *b[1:])
+    first = compute(next(_batches_of(data, 0, min(batch_size, n), batch_size)))
+    row_bytes = sum(t[0].numel() * t.element_size() for t in first)
+    if row_bytes * n <= budget:                                          # in memory, float32: as before
+        outs = [torch.empty((n, *t.shape[1:]), dtype=t.dtype) for t in first]
+        for o, t in zip(outs, first): o[:len(t)] = t
+        for i, b in zip(range(len(first[0]), n, batch_size), _batches_of(data, len(first[0]), n, batch_size, num_workers)):
+            for o, t in zip(outs, compute(b)): o[i:i + len(t)] = t
+        return tuple(outs)
+    shard_items = shard_items or max(batch_size, (2**26 // row_bytes) // batch_size * batch_size)   # ~64 MiB shards
+    cfg = dict(n=n, shard_items=shard_items, dtype=str(dtype).replace('torch.', ''),
+               fields=[[str(t.dtype).replace('torch.', ''), list(t.shape[1:])] for t in first],
+               key=key() if callable(key) else key, version=1)
+    if path is None:
+        path = cache_dir('features', config_key(cfg)) if cfg['key'] is not None else cache_dir('features', f'{os.getpid()}-{time.time_ns()}')
+    rank, world, barrier = _dist()
+    path = _open_cache(path, cfg, rank, barrier)
+    _write_shards(compute, data, path, cfg, first if len(first[0]) <= shard_items else None, batch_size, num_workers, rank, world, desc)
+    barrier()
+    return FeatureShards(path)
 
 # %% ../nbs/11_multihead.ipynb #h3mh001
 def multihead_for(student:StagedModel, frac:float|None=None, blocks:int|None=None, p:float=0.25) -> tuple:
@@ -267,39 +426,71 @@ def _tail(model:StagedModel, cut:int):
         return z
     return _run
 
-def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=None, blocks:int|None=None, a:float=0.5,
-            p:float=0.25, T:float=4., variant:str='ours', augment=None, epochs:int=10, max_steps:int|None=None,
-            batch_size:int=256, lr:float=1e-3, cache:bool|None=None, cache_budget:int=2**31, cache_path=None,
-            seed:int=0, device=None, **fit_kw) -> DistillResult:
-    "Multi-head uncertainty-aware distillation of `teacher` (small, robust) into a slice of `student` on D^a built from `data`."
-    if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    ts = data if isinstance(data, TuningSet) else tuning_set(*data[:2], a=a, augment=augment, seed=seed)
-    n_cls = student.num_classes
-    device = torch.device(device) if device is not None else next(student.parameters()).device
-    with torch.no_grad():
-        t_out = teacher.eval().to(device)(ts.x[:2].to(device))
+class _Tuned(nn.Module):
+    "The tuned part of a `MultiHead` as a module of its own (`forward` = `forward_tuned`), so DDP sees the call."
+    def __init__(self, mh:MultiHead): super().__init__(); self.mh = mh
+    def forward(self, f): return self.mh.forward_tuned(f)
+
+def _tensors_key(named) -> str:
+    "Hash of (name, tensor) pairs: names, shapes, dtypes and bytes."
+    h = hashlib.sha1()
+    for k, v in named:
+        v = v.detach().cpu().contiguous()
+        h.update(f'{k}:{tuple(v.shape)}:{v.dtype};'.encode()); h.update(v.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def _tuning(data, a, augment, seed):
+    "D^a from what `distill` was given: a `TuningSet`/`TuningData` as is, (x, y) tensors or a map-style Dataset."
+    if isinstance(data, (TuningSet, TuningData)): return data
+    if isinstance(data, Dataset): return TuningData(data, a=a, augment=augment, seed=seed)
+    if isinstance(data, (tuple, list)) and len(data) >= 2: return tuning_set(*data[:2], a=a, augment=augment, seed=seed)
+    raise TypeError(f"data must be a TuningSet, a TuningData, (x, y) tensors or a map-style Dataset of (image, label), got {type(data).__name__}")
+
+def _cache_key(ts, orig, teacher, split) -> dict:
+    "What the feature cache of a `distill` run depends on: D^a, the frozen student and teacher weights, the cut."
+    data = ts.key() if isinstance(ts, TuningData) else dict(tensors=_tensors_key(zip('xya', ts.tensors)))
+    return dict(data=data, student=_tensors_key(orig.state_dict().items()), teacher=_tensors_key(teacher.state_dict().items()), cut=split.cut)
+
+def _check_classes(ts, teacher, n_cls, device):
+    x = ts.x[:2] if isinstance(ts, TuningSet) else torch.stack([ts[j][0] for j in range(min(2, len(ts)))])
+    with torch.no_grad(): t_out = teacher.eval().to(device)(x.to(device))
     if t_out.shape[-1] != n_cls:
         raise ValueError(f"teacher predicts {t_out.shape[-1]} classes but the student {n_cls}; they must share the label space "
                          "(reset one classifier with reset_classifier, or map the labels)")
+
+def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=None, blocks:int|None=None, a:float=0.5,
+            p:float=0.25, T:float=4., variant:str='ours', augment=None, epochs:int=10, max_steps:int|None=None,
+            batch_size:int=256, lr:float=1e-3, cache:bool|None=None, cache_budget:int=2**31, cache_path=None,
+            cache_dtype=torch.float16, num_workers:int=0, seed:int=0, device=None, **fit_kw) -> DistillResult:
+    """Multi-head uncertainty-aware distillation of `teacher` (small, robust) into a slice of `student` on D^a built from
+    `data`: a `TuningSet`/`TuningData`, (x, y) tensors, or any map-style Dataset of (image, label) (streamed; its D^a
+    fixed by index). Features beyond `cache_budget` bytes go to resumable disk shards (`cache_path`) in `cache_dtype`."""
+    if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    ts = _tuning(data, a, augment, seed)
+    n_cls = student.num_classes
+    device = torch.device(device) if device is not None else next(student.parameters()).device
+    _check_classes(ts, teacher, n_cls, device)
     split, mh = multihead_for(student, frac=frac, blocks=blocks, p=p)
     mh = mh.to(device)
     orig = student.eval().to(device)
     for m in (orig, teacher): m.requires_grad_(False)
     cache = True if cache is None else cache
     lf = lambda logits, y, is_aug, tc, ta: multihead_loss(logits, y, is_aug, tc, ta, T, variant)
+    fkw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers, **fit_kw)
     t0 = time.perf_counter(); cache_s = 0.
     if cache:
-        f, tc, ta = cache_features(mh, ts.x, (_tail(orig, split.cut), lambda x, f: teacher(x)), batch_size=batch_size,
-                                   budget=cache_budget, path=cache_path, device=device)
+        c = cache_features(mh, ts, (_tail(orig, split.cut), lambda x, f: teacher(x)), batch_size=batch_size, budget=cache_budget,
+                           path=cache_path, device=device, dtype=cache_dtype, num_workers=num_workers,
+                           key=lambda: _cache_key(ts, orig, teacher, split))
         cache_s = time.perf_counter() - t0; t0 = time.perf_counter()
-        res = fit(mh, lambda m, b: lf(m.forward_tuned(b[0]), b[1], b[2], b[3], b[4]), (f, ts.y, ts.is_aug.bool(), tc, ta),
-                  epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
+        if isinstance(c, tuple): c = (c[0], c[1], c[2], c[3], c[4].bool())
+        res = fit(_Tuned(mh), lambda m, b: lf(m(b[0]), b[3], b[4].bool(), b[1], b[2]), c, **fkw)
     else:
         def loss(m, b):
             x, y, is_aug = b
             with torch.no_grad(): tc, ta = orig(x), teacher(x)
-            return lf(m(x), y, is_aug, tc, ta)
-        res = fit(mh, loss, ts.tensors, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
+            return lf(m(x), y, is_aug.bool(), tc, ta)
+        res = fit(mh, loss, ts.tensors if isinstance(ts, TuningSet) else ts, **fkw)
     train_s = time.perf_counter() - t0
     n_seen = min(len(ts) * epochs, (max_steps or 10**18) * batch_size)
     mh.eval()
