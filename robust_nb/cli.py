@@ -370,12 +370,16 @@ def _lock(path, tool, min_free_gb, is_file=False):
     import contextlib
     from robust_nb.core import check_output, output_lock
     check_output(path, min_free_gb, is_file)
-    if int(os.environ.get('RANK', 0)) > 0: return contextlib.nullcontext(Path(path))   # accelerate launch/torchrun: one writer, rank 0
+    if not _main_process(): return contextlib.nullcontext(Path(path))   # accelerate launch/torchrun: one writer, rank 0
     return output_lock(path, tool, is_file)
 
 def _check_specs(a, *flags):
     "Check the model specs in `a`'s `flags` before anything is built or written."
     for f in flags: parse_spec(getattr(a, f), '--' + f.replace('_', '-'))
+
+def _main_process() -> bool:
+    "True except in the non-zero ranks of an `accelerate launch`/`torchrun` run (which leave the final files to rank 0)."
+    return int(os.environ.get('RANK', 0)) == 0
 
 def _launch_device(a):
     "`--device` for library calls that pick their own device under accelerate: None for auto (accelerate's per-process choice)."
@@ -503,6 +507,7 @@ def _teacher(a):
                                 lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, mixed_precision=a.mixed_precision, seed=a.seed,
                                 ckpt_dir=ckpt, ckpt_every=a.ckpt_every, log_file=ckpt / 'log.jsonl', num_workers=a.workers,
                                 accelerator=_accelerator(device, a.mixed_precision))
+        if not _main_process(): return
         from robust_nb.core import atomic_save
         info = dict(recipe=a.recipe, severity=kw.get('severity'), model=a.model, num_classes=num_data_classes(d),
                     class_names=d.names, size=size)
@@ -571,6 +576,7 @@ def _distill(a):
         from robust_nb.multihead import distill
         r = distill(st, te, _as_tensors(d), frac=None if a.blocks else a.frac, blocks=a.blocks, a=a.da_frac, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                     variant=a.variant, cache=not a.no_cache, seed=a.seed, device=device)
+        if not _main_process(): return
         from robust_nb.core import atomic_save
         info = dict(student=a.student, teacher=a.teacher, frac=r.split.frac_tuned, variant=a.variant, n_tuned=r.split.n_tuned,
                     n_total=r.split.n_total, ms_per_img=r.ms_per_img, class_names=d.names)
@@ -692,6 +698,7 @@ def _dad_train(a):
         student = distil(student, a.method, DADPairs(d.data, shards, teacher=teacher), teacher=teacher, vq=vq, epochs=a.epochs,
                          batch_size=a.batch_size, lr=a.lr, seed=a.seed, max_steps=a.max_steps, ckpt_dir=ckpt, num_workers=a.workers,
                          mixed_precision=a.mixed_precision, accelerator=_accelerator(device, a.mixed_precision))
+        if not _main_process(): return
         from robust_nb.core import atomic_save
         info = dict(method=a.method, student=a.student, teacher=a.teacher, num_classes=nc, class_names=d.names)
         atomic_save({'state_dict': student.state_dict(), **info}, out)
