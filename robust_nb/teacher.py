@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_teacher.ipynb #201e7fe0
 from __future__ import annotations
-import argparse, json, os, shutil, time
+import json, os, shutil, time
 from pathlib import Path
 import torch
 import torch.nn as nn
