@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #2ed41424
 from __future__ import annotations
-import json, functools, hashlib, importlib.resources, os, warnings
+import contextlib, json, functools, hashlib, importlib.resources, os, pickle, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -16,11 +16,14 @@ from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 # %% auto #0
 __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES', 'IMAGENET_LAYOUT',
-           'Shift', 'Suite', 'embedded_suite', 'imagenet_wnids', 'imagenet_class_names', 'imagenet_r_wnids',
-           'imagenet_a_wnids', 'class_mask', 'imagenet_transform', 'exact_transform', 'LabelledImages', 'scan_classes',
-           'imagenet_val', 'imagenet_sketch', 'imagenet_v2', 'imagenet_r', 'imagenet_a', 'imagenet_c',
-           'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet',
-           'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder']
+           'TRANSFER_LAYOUTS', 'TRANSFER_SPLITS', 'DATASETS', 'Shift', 'Suite', 'embedded_suite', 'imagenet_wnids',
+           'imagenet_class_names', 'imagenet_r_wnids', 'imagenet_a_wnids', 'class_mask', 'imagenet_transform',
+           'exact_transform', 'LabelledImages', 'scan_classes', 'imagenet_val', 'imagenet_sketch', 'imagenet_v2',
+           'imagenet_r', 'imagenet_a', 'imagenet_c', 'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes',
+           'ObjectNetLogits', 'objectnet', 'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite',
+           'imagenet_suite', 'image_folder', 'flowers102', 'stanford_cars', 'fgvc_aircraft', 'cifar100', 'sun397',
+           'places365', 'inaturalist', 'tiny_imagenet', 'stylized_imagenet', 'list_datasets', 'load_dataset',
+           'transfer_splits']
 
 # %% ../nbs/02_data.ipynb #308edeb6
 KINDS = ('clean', 'natural', 'corruption')
@@ -522,3 +525,222 @@ def image_folder(root, classes=None, size:int=224, transform=None, skip_empty:bo
     ds.skipped_empty = _empty_classes([root/f for f in empty], True)
     return ds, classes
 
+
+# %% ../nbs/02_data.ipynb #h10d0002
+@contextlib.contextmanager
+def _md5_check(module, verify:bool):
+    "Inside the block, torchvision `module`'s md5 check only tests that the file exists, unless `verify`."
+    if verify: yield; return
+    orig = module.check_integrity
+    module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+    try: yield
+    finally: module.check_integrity = orig
+
+def _require(root, what:str, paths:Sequence[str], layout:str) -> Path:
+    "`root`, after checking that every path of `paths` (relative to it) exists; else an error naming the missing ones."
+    root = Path(root)
+    missing = [p for p in paths if not (root/p).exists()]
+    if missing:
+        raise FileNotFoundError(f"{what}: {', '.join(str(root/p) for p in missing[:3])} not found; expected the layout "
+                                f"{layout} under {root} (the official archives, extracted as torchvision expects); "
+                                "point root at the folder that holds it")
+    return root
+
+def _tv_build(what:str, layout:str, make:Callable):
+    "Build a torchvision dataset with `make()`, turning its errors into ones that name the layout and the fix."
+    try: return make()
+    except RuntimeError as e:
+        if 'corrupted' in str(e):
+            raise ValueError(f"{what}: {e.args[0].split('. You can')[0]}: a metadata file is missing or does not match its "
+                             f"published md5; re-download it (expected {layout}), or pass verify=False for a copy you trust") from e
+        raise FileNotFoundError(f"{what}: {e.args[0].split('. You can')[0]}; expected {layout}") from e
+    except (OSError, ValueError, KeyError, IndexError, TypeError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{what}: could not parse its annotation files ({type(e).__name__}: {e}); expected {layout}; "
+                         "re-extract the official archive") from e
+
+def _file_set(samples, classes, what, split, transform, resize, crop) -> LabelledImages:
+    "A `LabelledImages` over [(path, label)] with `classes`, `name` and `split` attached; fails early if images are missing."
+    samples = [(str(p), int(y)) for p, y in samples]
+    if not samples: raise ValueError(f"{what} split {split!r} lists no images")
+    for p, _ in (samples[0], samples[-1]):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{what} split {split!r} lists {p} but it does not exist; extract the image archive there")
+    bad = [y for _, y in samples if not 0 <= y < len(classes)]
+    if bad: raise ValueError(f"{what}: label {bad[0]} is outside its {len(classes)} classes; the annotation files do not match")
+    ds = LabelledImages(samples, _tf(transform, resize, crop))
+    ds.classes, ds.name, ds.split = list(classes), what, split
+    return ds
+
+# %% ../nbs/02_data.ipynb #h10d0003
+TRANSFER_LAYOUTS = dict(
+    flowers102="flowers-102/{jpg/image_00001.jpg ..., imagelabels.mat, setid.mat}",
+    stanford_cars="stanford_cars/{devkit/{cars_meta.mat, cars_train_annos.mat}, cars_test_annos_withlabels.mat, "
+                  "cars_train/*.jpg, cars_test/*.jpg}",
+    fgvc_aircraft="fgvc-aircraft-2013b/data/{variants.txt, images_variant_<split>.txt, images/<id>.jpg}",
+    cifar100="cifar-100-python/{train, test, meta} (the python pickles)",
+)
+
+def flowers102(root, split:str='test', transform=None, resize=256, crop=224, verify:bool=True) -> LabelledImages:
+    "Oxford Flowers-102 through torchvision: 'train'/'val'/'test' (1020/1020/6149), 'trainval' = train + val."
+    from torchvision.datasets import flowers102 as F
+    if split == 'trainval':
+        tr, va = (flowers102(root, s, transform, resize, crop, verify) for s in ('train', 'val'))
+        return _file_set(tr.samples + va.samples, tr.classes, 'Flowers-102', split, transform, resize, crop)
+    lay = TRANSFER_LAYOUTS['flowers102']
+    _require(root, 'Flowers-102', ['flowers-102/jpg', 'flowers-102/imagelabels.mat', 'flowers-102/setid.mat'], lay)
+    with _md5_check(F, verify): ds = _tv_build('Flowers-102', lay, lambda: F.Flowers102(root, split, download=False))
+    return _file_set(zip(ds._image_files, ds._labels), ds.classes, 'Flowers-102', split, transform, resize, crop)
+
+def stanford_cars(root, split:str='test', transform=None, resize=256, crop=224) -> LabelledImages:
+    "Stanford Cars through torchvision: 'train'/'test' (8144/8041 images, 196 classes)."
+    from torchvision.datasets import StanfordCars
+    lay = TRANSFER_LAYOUTS['stanford_cars']
+    need = ['devkit/cars_meta.mat'] + (['devkit/cars_train_annos.mat', 'cars_train'] if split == 'train' else
+                                       ['cars_test_annos_withlabels.mat', 'cars_test'])
+    _require(root, 'Stanford Cars', [f'stanford_cars/{p}' for p in need], lay)
+    ds = _tv_build('Stanford Cars', lay, lambda: StanfordCars(root, split, download=False))
+    return _file_set(ds._samples, ds.classes, 'Stanford Cars', split, transform, resize, crop)
+
+def fgvc_aircraft(root, split:str='test', annotation_level:str='variant', transform=None, resize=256, crop=224) -> LabelledImages:
+    "FGVC-Aircraft through torchvision: 'train'/'val'/'trainval'/'test' (3334/3333/6667/3333), 100 variants by default."
+    from torchvision.datasets import FGVCAircraft
+    lay = TRANSFER_LAYOUTS['fgvc_aircraft']
+    names = dict(variant='variants', family='families', manufacturer='manufacturers')
+    if annotation_level not in names: raise ValueError(f"annotation_level must be one of {list(names)}, got {annotation_level!r}")
+    d = 'fgvc-aircraft-2013b/data'
+    _require(root, 'FGVC-Aircraft', [f'{d}/images', f'{d}/{names[annotation_level]}.txt', f'{d}/images_{annotation_level}_{split}.txt'], lay)
+    ds = _tv_build('FGVC-Aircraft', lay, lambda: FGVCAircraft(root, split, annotation_level, download=False))
+    return _file_set(zip(ds._image_files, ds._labels), ds.classes, 'FGVC-Aircraft', split, transform, resize, crop)
+
+def cifar100(root, split:str='test', verify:bool=True) -> ArrayImages:
+    "CIFAR-100 through torchvision: 'train'/'test' (50000/10000 32-px images), at their native size."
+    from torchvision.datasets import cifar as C
+    if split not in ('train', 'test'): raise ValueError(f"CIFAR-100 splits are 'train' and 'test', got {split!r}")
+    lay = TRANSFER_LAYOUTS['cifar100']
+    _require(root, 'CIFAR-100', [f'cifar-100-python/{f}' for f in ('train', 'test', 'meta')], lay)
+    with _md5_check(C, verify): ds = _tv_build('CIFAR-100', lay, lambda: C.CIFAR100(root, split == 'train', download=False))
+    out = ArrayImages(ds.data, np.asarray(ds.targets), source=f"{(Path(root)/'cifar-100-python'/split).resolve()}")
+    out.classes, out.name, out.split = list(ds.classes), 'CIFAR-100', split
+    return out
+
+# %% ../nbs/02_data.ipynb #h10d0004
+TRANSFER_LAYOUTS.update(
+    sun397="SUN397/{ClassName.txt, a/abbey/sun_*.jpg ..., Partitions/{Training,Testing}_01.txt ... _10.txt}",
+    places365="{categories_places365.txt, places365_train_standard.txt, places365_val.txt, "
+              "data_large_standard/a/airfield/*.jpg (data_256_standard with small=True), val_large/*.jpg (val_256)}",
+    inaturalist="<version>/<NNNNN_Kingdom_Phylum_Class_Order_Family_Genus_species>/*.jpg, version 2021_train, "
+                "2021_train_mini or 2021_valid",
+)
+
+def sun397(root, split:str='test', partition:int=1, transform=None, resize=256, crop=224) -> LabelledImages:
+    "SUN397 through torchvision, split by the official partition files (`partition` 1..10: 50 train + 50 test images per class)."
+    from torchvision.datasets import SUN397
+    if split not in ('train', 'test') or partition not in range(1, 11):
+        raise ValueError(f"SUN397 takes split 'train'/'test' and partition 1..10, got {split!r}, {partition!r}")
+    lay = TRANSFER_LAYOUTS['sun397']
+    part = f"SUN397/Partitions/{'Training' if split == 'train' else 'Testing'}_{partition:02d}.txt"
+    _require(root, 'SUN397', ['SUN397/ClassName.txt', part], lay)
+    ds = _tv_build('SUN397', lay, lambda: SUN397(root, download=False))
+    label = {'/' + str(Path(p).relative_to(ds._data_dir)).replace(os.sep, '/'): y for p, y in zip(ds._image_files, ds._labels)}
+    listed = [l.strip() for l in (Path(root)/part).read_text().splitlines() if l.strip()]
+    missing = [l for l in listed if l not in label]
+    if missing: raise FileNotFoundError(f"SUN397: {part} lists {len(missing)} images not under {Path(root)/'SUN397'} "
+                                        f"(e.g. {missing[0]}); extract SUN397.tar.gz there (expected {lay})")
+    return _file_set([(str(ds._data_dir) + l, label[l]) for l in listed], ds.classes, 'SUN397', split, transform, resize, crop)
+
+def places365(root, split:str='val', small:bool=False, transform=None, resize=256, crop=224, verify:bool=True) -> LabelledImages:
+    "Places365-Standard through torchvision: 'train' (train-standard, 1.8M) or 'val' (36500); `small` = the 256-px images."
+    from torchvision.datasets import places365 as P
+    tv_split = {'train': 'train-standard', 'val': 'val'}.get(split)
+    if tv_split is None: raise ValueError(f"Places365 splits are 'train' and 'val' (the test labels are not public), got {split!r}")
+    lay = TRANSFER_LAYOUTS['places365']
+    size = '256' if small else 'large'
+    imgs = f'data_{size}_standard' if split == 'train' else f'val_{size}'
+    _require(root, 'Places365', ['categories_places365.txt', P.Places365._FILE_LIST_META[tv_split][0], imgs], lay)
+    with _md5_check(P, verify): ds = _tv_build('Places365', lay, lambda: P.Places365(root, tv_split, small, download=False))
+    classes = [c for c, _ in sorted(ds.class_to_idx.items(), key=lambda t: t[1])]
+    return _file_set(ds.imgs, classes, 'Places365', split, transform, resize, crop)
+
+def inaturalist(root, split:str='val', transform=None, resize=256, crop=224) -> LabelledImages:
+    "iNaturalist 2021 through torchvision: 'train' (2.7M), 'train_mini' (500k) or 'val' (100k); 10000 species."
+    from torchvision.datasets import INaturalist
+    version = {'train': '2021_train', 'train_mini': '2021_train_mini', 'val': '2021_valid'}.get(split)
+    if version is None: raise ValueError(f"iNaturalist 2021 splits are 'train', 'train_mini' and 'val', got {split!r}")
+    lay = TRANSFER_LAYOUTS['inaturalist']
+    _require(root, 'iNaturalist 2021', [version], lay)
+    ds = _tv_build('iNaturalist 2021', lay, lambda: INaturalist(root, version, 'full', download=False))
+    samples = sorted((os.path.join(ds.root, ds.all_categories[c], f), c) for c, f in ds.index)
+    return _file_set(samples, ds.all_categories, 'iNaturalist 2021', split, transform, resize, crop)
+
+# %% ../nbs/02_data.ipynb #h10d0005
+TRANSFER_LAYOUTS.update(
+    tiny_imagenet="tiny-imagenet-200/{wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG, "
+                  "val/val_annotations.txt}",
+)
+
+def tiny_imagenet(root, split:str='val', transform=None, resize=None, crop=None) -> LabelledImages:
+    "Tiny-ImageNet (200 wnids, 64 px): 'train' (500/class) or 'val' (50/class); labels = positions of the sorted wnids."
+    if split not in ('train', 'val'): raise ValueError(f"Tiny-ImageNet splits are 'train' and 'val' (test is unlabelled), got {split!r}")
+    root = Path(root)
+    if not (root/'wnids.txt').exists() and (root/'tiny-imagenet-200').is_dir(): root = root/'tiny-imagenet-200'
+    lay = TRANSFER_LAYOUTS['tiny_imagenet']
+    _require(root, 'Tiny-ImageNet', ['wnids.txt', 'train' if split == 'train' else 'val/val_annotations.txt'], lay)
+    wnids = sorted(set((root/'wnids.txt').read_text().split()))
+    idx = {w: i for i, w in enumerate(wnids)}
+    if split == 'train':
+        samples = []
+        for w in wnids:
+            d = root/'train'/w/'images'
+            files = _images(d) if d.is_dir() else []
+            if not files: raise FileNotFoundError(f"Tiny-ImageNet: {d} holds no images; expected {lay}")
+            samples += [(f, idx[w]) for f in files]
+    else:
+        samples = []
+        for n, line in enumerate((root/'val'/'val_annotations.txt').read_text().splitlines(), 1):
+            if not line.strip(): continue
+            f = line.split('\t')
+            if len(f) < 2 or f[1] not in idx:
+                raise ValueError(f"Tiny-ImageNet: {root/'val'/'val_annotations.txt'} line {n} ({line[:60]!r}) is not "
+                                 "'<file>\\t<wnid>\\t<x>\\t<y>\\t<w>\\t<h>' with a wnid of wnids.txt")
+            samples.append((root/'val'/'images'/f[0], idx[f[1]]))
+        samples.sort()
+    names = {}
+    if (root/'words.txt').exists():
+        for l in (root/'words.txt').read_text().splitlines():
+            w, _, name = l.partition('\t')
+            if w in idx: names[w] = name.split(',')[0].strip()
+    return _file_set(samples, [names.get(w, w) for w in wnids], 'Tiny-ImageNet', split, transform, resize, crop)
+
+def stylized_imagenet(root, transform=None, resize=256, crop=224, strict=True, name='stylized_imagenet') -> Shift:
+    "Stylized-ImageNet val (Geirhos et al. 2019): wnid folders, labelled by ImageNet class index (not folder position)."
+    s = scan_classes(root, _wnid_label(what='Stylized-ImageNet'), 'Stylized-ImageNet',
+                     "point root at the stylized val folder of 1000 wnid folders (made with the stylize-datasets "
+                     "scripts from ImageNet val)", 1000 if strict else None)
+    return Shift(name, LabelledImages(s, _tf(transform, resize, crop)), 'natural')
+
+# %% ../nbs/02_data.ipynb #h10d0006
+TRANSFER_SPLITS = dict(flowers102=('trainval', 'test'), stanford_cars=('train', 'test'), fgvc_aircraft=('trainval', 'test'),
+                       cifar100=('train', 'test'), sun397=('train', 'test'), places365=('train', 'val'),
+                       inaturalist=('train', 'val'), tiny_imagenet=('train', 'val'))
+
+DATASETS = dict(
+    embedded=embedded_suite, imagenet=imagenet_val, imagenet_v2=imagenet_v2, imagenet_sketch=imagenet_sketch,
+    imagenet_r=imagenet_r, imagenet_a=imagenet_a, imagenet_c=imagenet_c_shifts, stylized_imagenet=stylized_imagenet,
+    objectnet=objectnet, objectnet_c=objectnet_c_suite, imagenet_suite=imagenet_suite,
+    cifar10_c=functools.partial(cifar_c_suite, num_classes=10), cifar100_c=functools.partial(cifar_c_suite, num_classes=100),
+    flowers102=flowers102, stanford_cars=stanford_cars, fgvc_aircraft=fgvc_aircraft, cifar100=cifar100, sun397=sun397,
+    places365=places365, inaturalist=inaturalist, tiny_imagenet=tiny_imagenet, image_folder=image_folder)
+
+def list_datasets() -> list[str]:
+    "Names of every dataset robust_nb can load (keys of `DATASETS`), sorted."
+    return sorted(DATASETS)
+
+def load_dataset(name:str, *args, **kwargs):
+    "Load dataset `name` of `list_datasets()`: `DATASETS[name](*args, **kwargs)` (usually `root` first)."
+    if name not in DATASETS: raise KeyError(f"unknown dataset {name!r}; robust_nb can load: {', '.join(list_datasets())}")
+    return DATASETS[name](*args, **kwargs)
+
+def transfer_splits(name:str, root, **kwargs) -> tuple:
+    "(train, test) of transfer dataset `name` under its standard splits (`TRANSFER_SPLITS`), e.g. for a linear probe."
+    if name not in TRANSFER_SPLITS: raise KeyError(f"{name!r} is not a transfer dataset; valid: {', '.join(TRANSFER_SPLITS)}")
+    return tuple(DATASETS[name](root, split=s, **kwargs) for s in TRANSFER_SPLITS[name])
