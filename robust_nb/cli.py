@@ -20,7 +20,8 @@ __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET
 class CLIError(Exception):
     "A user error found by a console script's own checks."
 
-USER_ERRORS = (CLIError, ValueError, KeyError, OSError)   # OSError: missing files, permissions, a full disk, a held lock
+USER_ERRORS = (CLIError, ValueError, KeyError, OSError, FloatingPointError)   # OSError: missing files, permissions, a full disk, a held lock;
+                                                                             # FloatingPointError: a diverged run (lower --lr)
 
 def _message(e:BaseException) -> str:
     "One line from exception `e` (a KeyError's text without repr quotes)."
@@ -235,7 +236,8 @@ def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
         _check_classes(file, got, head, n_file, num_classes, new_head)
         with torch.device('meta'): tm = timm.create_model(name, num_classes=n_file)
         check_weights(file, got, {k: tuple(v.shape) for k, v in tm.state_dict().items()}, head, False, f"timm:{name}")
-        m = timm_classifier(name, n_file, checkpoint_path=str(file))
+        try: m = timm_classifier(name, n_file, checkpoint_path=str(file))
+        except RuntimeError as e: raise CLIError(f"{what} {file} could not be loaded into timm:{name}: {_message(e)[:600]}") from None
     if num_classes is not None and n_file != num_classes:
         _note(f"{file}: classifier replaced by a fresh {num_classes}-class head (the file's has {n_file} classes)")
         m.reset_classifier(num_classes)
@@ -682,7 +684,8 @@ def _dad_train(a):
     device = resolve_device(a.device)
     from robust_nb.dad import DADShards, DADPairs, METHODS, distil
     METHODS[a.method]
-    shards = DADShards(a.samples)
+    try: shards = DADShards(a.samples)
+    except RuntimeError as e: raise CLIError(str(e)) from None          # incomplete generation: resume it first
     out = Path(a.out); ckpt = Path(a.ckpt_dir) if a.ckpt_dir else out.parent / f'ckpt-{out.stem}'
     with _lock(out, 'robust_nb_dad_train', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_dad_train', 0):
         d = _dad_data(a)
