@@ -39,7 +39,10 @@ def run_tool(parser:argparse.ArgumentParser, body, argv=None) -> None:
 
 # %% ../nbs/17_cli.ipynb #h2cli009
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    "Defaults shown after every flag; the epilog's examples keep their line breaks."
+    "Defaults shown after every flag (unless its help already says it, or it is unset); the epilog keeps its line breaks."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        return h if '(default' in h or action.default in (None, False) else super()._get_help_string(action)
 
 def _ints_in(lo:int, hi:int, what:str):
     "argparse type: comma-separated whole numbers in lo..hi."
