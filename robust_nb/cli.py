@@ -524,7 +524,7 @@ def teacher_main(argv=None) -> None:
     "Console script `robust_nb_teacher`."
     run_tool(_teacher_parser(), _teacher, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli036
+# %% ../nbs/17_cli.ipynb #h2cli038
 VARIANT_NAMES = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only')   # robust_nb.multihead.VARIANTS
 
 def _distill_parser():
@@ -594,7 +594,7 @@ def distill_main(argv=None) -> None:
     "Console script `robust_nb_distill`."
     run_tool(_distill_parser(), _distill, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli038
+# %% ../nbs/17_cli.ipynb #h2cli040
 METHOD_NAMES = ('ce', 'kd', 'dist', 'ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat', 'dat+dad')   # robust_nb.dad.METHODS
 
 _DAD_DATA_HELP = "clean images: embedded[:<domain>] (1000 rendered 16-px photos), an ImageFolder root, or a .pt file {'x','y'}"
@@ -648,7 +648,7 @@ def dad_generate_main(argv=None) -> None:
     "Console script `robust_nb_dad_generate`."
     run_tool(_dad_generate_parser(), _dad_generate, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli039
+# %% ../nbs/17_cli.ipynb #h2cli041
 def _dad_train_parser():
     p = _parser('robust_nb_dad_train', "Train a student with Discrete Adversarial Distillation (DAD eq. 10) or a baseline "
                 "(CE, KD, DIST, ARD, RSLAD, DAT) on the samples robust_nb_dad_generate wrote. Resumable.",
@@ -715,7 +715,7 @@ def dad_train_main(argv=None) -> None:
     "Console script `robust_nb_dad_train`."
     run_tool(_dad_train_parser(), _dad_train, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli041
+# %% ../nbs/17_cli.ipynb #h2cli043
 def _eval_parser():
     p = _parser('robust_nb_eval', "Evaluate a model on a robustness suite (clean, natural shifts, corruptions x severities): "
                 "writes results.csv, summary.csv, results.json and a self-contained report.html.",
@@ -749,11 +749,11 @@ def _eval(a):
     device = resolve_device(a.device)
     from robust_nb import data
     if a.suite == 'imagenet' and not a.root: raise CLIError("--suite imagenet needs --root <folder with val/, imagenet-c/, ...> (see --help)")
-    if a.suite == 'embedded':
-        suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities),
-                                    natural=a.natural, cache=True)
-    else: suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
     with _lock(a.out, 'robust_nb_eval', a.min_free_gb):
+        if a.suite == 'embedded':
+            suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities),
+                                        natural=a.natural, cache=True)
+        else: suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
         model = resolve_model(a.model, suite.num_classes, suite.class_names, head=a.head).to(device)
         from robust_nb.evaluate import evaluate, count_params, flops, latency
         from robust_nb.report import write_report, report_text
@@ -771,7 +771,7 @@ def eval_main(argv=None) -> None:
     "Console script `robust_nb_eval`."
     run_tool(_eval_parser(), _eval, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli043
+# %% ../nbs/17_cli.ipynb #h2cli045
 def _quickstart_parser():
     p = _parser('robust_nb_quickstart', "The whole robust_nb pipeline on the embedded benchmark: pre-train a student, robustify a "
                 "small teacher, multi-head distillation vs APT, DAD vs KD, evaluate all, write tables and an HTML report. "
@@ -803,7 +803,7 @@ def quickstart_main(argv=None) -> None:
     "Console script `robust_nb_quickstart`."
     run_tool(_quickstart_parser(), _quickstart, argv)
 
-# %% ../nbs/17_cli.ipynb #h2cli045
+# %% ../nbs/17_cli.ipynb #h2cli047
 TOOLS = dict(corrupt=corrupt_main, teacher=teacher_main, distill=distill_main, dad_generate=dad_generate_main,
              dad_train=dad_train_main, eval=eval_main, quickstart=quickstart_main)
 
