@@ -1,0 +1,98 @@
+"DeepAugment EDSR/CAE: per-image determinism, output layout, resume after a kill, strict weight loading (random weights, tiny images)."
+import json
+import pytest, torch
+from PIL import Image
+import robust_nb.deepaugment as da
+from robust_nb.deepaugment import EDSR, CAE, deepaugment_image, deepaugment_folder, load_deepaugment_weights, image_seed
+
+torch.set_num_threads(1)
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp('w'); torch.manual_seed(0)
+    torch.save(EDSR().state_dict(), d/'edsr.pt'); torch.save(CAE().state_dict(), d/'cae.pt')
+    return d
+
+@pytest.fixture
+def src(tmp_path):
+    s = tmp_path/'src'; g = torch.Generator().manual_seed(0)
+    for c in ('a', 'b'):
+        (s/c).mkdir(parents=True)
+        for i in range(3): Image.fromarray((torch.rand(16, 20, 3, generator=g) * 255).byte().numpy()).save(s/c/f'{i}.png')
+    return s
+
+def _files(d): return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob('*.jpg'))}
+
+def _g(s): return torch.Generator().manual_seed(s)
+
+@pytest.mark.parametrize('net', ['edsr', 'cae'])
+def test_image_seed_determines_the_image(net):
+    m, x = (EDSR() if net == 'edsr' else CAE()).eval(), torch.rand(1, 3, 8 if net == 'edsr' else 16, 16)
+    a, b = deepaugment_image(net, m, x, _g(5)), deepaugment_image(net, m, x, _g(5))
+    assert torch.equal(a, b)
+    outs = [deepaugment_image(net, m, x, _g(s)) for s in range(6)]
+    assert len({o.sum().item() for o in outs}) == 6                  # other seeds, other perturbed networks
+    assert a.min() >= 0 and a.max() <= 1 and a.shape[-1] == (64 if net == 'edsr' else 16)
+
+def test_seed_is_per_image_not_per_run():
+    "An image's seed depends on the run seed, the network and its path only (not on order or neighbours)."
+    assert image_seed(0, 'deepaugment-edsr', 0, 'a/0.png') == image_seed(0, 'deepaugment-edsr', 0, 'a/0.png')
+    assert len({image_seed(s, n, 0, k) for s in (0, 1) for n in ('deepaugment-edsr', 'deepaugment-cae') for k in ('a/0.png', 'a/1.png')}) == 8
+
+@pytest.mark.parametrize('net,resize,size', [('edsr', 8, (40, 32)), ('cae', 16, (20, 16))])
+def test_folder_layout(src, weights, tmp_path, net, resize, size):
+    out = tmp_path/'out'
+    st = deepaugment_folder(src, out, net, weights/f'{net}.pt', resize=resize, show_progress=False)
+    assert (st['written'], st['skipped'], st['images']) == (6, 0, 6)
+    assert sorted(_files(out)) == [f'{c}/{i}.jpg' for c in 'ab' for i in range(3)]
+    with Image.open(out/'a/0.jpg') as im: assert im.size == size            # EDSR: 4x the resized image; CAE: same size
+    done = json.loads((out/'.complete.json').read_text())
+    assert done['n'] == 6 and done['net'] == net
+    assert json.loads((out/da.SETTINGS_FILE).read_text())['net'] == net
+
+def test_resume_after_kill_equals_uninterrupted(src, weights, tmp_path, monkeypatch):
+    full, part = tmp_path/'full', tmp_path/'part'
+    deepaugment_folder(src, full, 'edsr', weights/'edsr.pt', resize=8, seed=3, show_progress=False)
+    calls, encode = [], da.encode_jpeg
+    def dying(x, q):
+        if len(calls) == 2: raise KeyboardInterrupt
+        calls.append(1); return encode(x, q)
+    monkeypatch.setattr(da, 'encode_jpeg', dying)
+    with pytest.raises(KeyboardInterrupt):
+        deepaugment_folder(src, part, 'edsr', weights/'edsr.pt', resize=8, seed=3, show_progress=False)
+    monkeypatch.setattr(da, 'encode_jpeg', encode)
+    assert len(_files(part)) == 2 and not (part/'.complete.json').exists()
+    (part/'a'/'.2.jpg.x1.tmp').write_bytes(b'half a file')                   # what a kill mid-write leaves
+    st = deepaugment_folder(src, part, 'edsr', weights/'edsr.pt', resize=8, seed=3, show_progress=False)
+    assert (st['written'], st['skipped']) == (4, 2)                          # nothing lost, nothing done twice
+    assert _files(part) == _files(full)
+    assert not list(part.rglob('*.tmp'))
+
+def test_other_settings_are_refused(src, weights, tmp_path):
+    out = tmp_path/'out'
+    deepaugment_folder(src, out, 'edsr', weights/'edsr.pt', resize=8, show_progress=False)
+    with pytest.raises(ValueError, match='different settings'):
+        deepaugment_folder(src, out, 'edsr', weights/'edsr.pt', resize=8, seed=1, show_progress=False)
+    torch.manual_seed(1); torch.save(EDSR().state_dict(), tmp_path/'other.pt')
+    with pytest.raises(ValueError, match='weights_sha256'):
+        deepaugment_folder(src, out, 'edsr', tmp_path/'other.pt', resize=8, show_progress=False)
+
+def test_bad_weights_files(weights, tmp_path):
+    with pytest.raises(ValueError, match=r'cae\.pt does not hold EDSR weights.*missing keys'):
+        load_deepaugment_weights('edsr', weights/'cae.pt')
+    (tmp_path/'cut.pt').write_bytes((weights/'edsr.pt').read_bytes()[:4096])
+    with pytest.raises(RuntimeError, match=r'cut\.pt'): load_deepaugment_weights('edsr', tmp_path/'cut.pt')
+    with pytest.raises(FileNotFoundError, match=r'missing\.pt'): load_deepaugment_weights('cae', tmp_path/'missing.pt')
+    sd = EDSR(n_feats=32).state_dict(); torch.save(sd, tmp_path/'small.pt')
+    with pytest.raises(ValueError, match='other shapes'): load_deepaugment_weights('edsr', tmp_path/'small.pt')
+    torch.save({'module.' + k: v for k, v in CAE().state_dict().items()}, tmp_path/'dp.pt')   # DataParallel prefix
+    assert isinstance(load_deepaugment_weights('cae', tmp_path/'dp.pt'), CAE)
+    with pytest.raises(KeyError, match='valid: edsr, cae'): load_deepaugment_weights('srgan', weights/'edsr.pt')
+
+def test_loaded_weights_are_used_and_never_edited(weights):
+    m = load_deepaugment_weights('cae', weights/'cae.pt')
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    for s in range(12): deepaugment_image('cae', m, torch.rand(1, 3, 12, 12), _g(s))
+    with pytest.raises(ValueError, match='at least 12 px'): deepaugment_image('cae', m, torch.rand(1, 3, 8, 8), _g(0))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in torch.load(weights/'cae.pt', weights_only=True).items())
