@@ -136,11 +136,13 @@ def embedded_names() -> list[str]:
     from robust_nb.embedded import list_models
     return list(list_models())
 
-def _embedded_model(name:str, pretrained:bool, what:str):
+def _embedded_model(name:str, pretrained:bool, what:str, num_classes:int|None=None):
+    "Embedded zoo model `name`; an untrained one (`pretrained=False`) is built with `num_classes` outputs when given."
     names = embedded_names()
     if name not in names: raise CLIError(f"{what} embedded:{name} is not an embedded model; valid names: {', '.join(names)}")
-    from robust_nb.embedded import create
-    return create(name, pretrained=pretrained)
+    from robust_nb.embedded import create, MODELS
+    cfg = {'num_classes': num_classes} if not pretrained and num_classes and 'num_classes' in MODELS[name].config else {}
+    return create(name, pretrained=pretrained, **cfg)
 
 # %% ../nbs/17_cli.ipynb #h2cli019
 def read_weights(path, what:str='weights') -> dict:
@@ -267,7 +269,7 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
     s = parse_spec(spec, what)
     if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what)
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
-    m = _embedded_model(s.name, pretrained and s.file is None, what)
+    m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
     if s.file is not None: load_weights(m, s.file, arch=f"embedded:{s.name}")
     n = model_classes(m)
     if num_classes is not None and n is not None and n != num_classes:
