@@ -26,7 +26,7 @@ __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSE
            'transfer_splits']
 
 # %% ../nbs/02_data.ipynb #308edeb6
-KINDS = ('clean', 'natural', 'corruption')
+KINDS = ('clean', 'natural', 'corruption', 'adversarial')
 
 @dataclass(eq=False)
 class Shift:
@@ -50,6 +50,9 @@ class Shift:
                 raise ValueError(f"Shift {self.name!r}: severity must be an int in 1..5, got {self.severity!r}")
         elif self.on_the_fly or self.corruption is not None:
             raise ValueError(f"Shift {self.name!r}: only kind='corruption' shifts take `corruption`/`on_the_fly`")
+        if self.kind == 'adversarial' and not (isinstance(self.info.get('attack'), str) and self.info.get('eps', -1) >= 0):
+            raise ValueError(f"Shift {self.name!r}: an adversarial shift needs info=dict(attack=<name>, eps=<budget >= 0>); "
+                             "build it with robust_nb.evaluate.adversarial_shift")
         if self.class_mask is not None:
             m = torch.as_tensor(self.class_mask)
             if m.dtype != torch.bool or m.ndim != 1:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_evaluate.ipynb #43c95eb6
 from __future__ import annotations
-import os, json, time, hashlib, statistics, warnings
+import os, json, time, hashlib, importlib.util, inspect, statistics, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+import torch.nn.functional as F
 from .core import cache_dir, atomic_write_json, atomic_write_bytes, make_generator, progress as _progress, safe_load, in_test
 from . import metrics as M
 from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from .data import Shift, Suite
 
 # %% auto #0
-__all__ = ['SHIFT_COLUMNS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift', 'Results',
-           'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'count_params', 'flops', 'latency',
-           'train_ms_per_img']
+__all__ = ['SHIFT_COLUMNS', 'ATTACKS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift',
+           'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'fgsm', 'pgd', 'autoattack',
+           'adversarial_shift', 'adversarial_suite', 'count_params', 'flops', 'latency', 'train_ms_per_img']
 
 # %% ../nbs/09_evaluate.ipynb #a6eeab9e
 def _h(*parts) -> str:
@@ -65,6 +67,8 @@ def shift_fingerprint(shift, seed:int=0, batch_size:int=256, device='cpu') -> st
              _item_digest(ds, 0) if n else '', _item_digest(ds, n - 1) if n else '',
              shift.class_mask if shift.class_mask is not None else None, repr(shift.logit_transform)]
     if shift.on_the_fly: parts += [seed, batch_size, torch.device(device).type, _corruption_source()]
+    if shift.kind == 'adversarial':   # the attack, its budget and settings, and the code that runs it
+        parts += [sorted(shift.info.items()), seed, batch_size, torch.device(device).type, _attack_source(shift.info['attack'])]
     return _h(*parts)
 
 # %% ../nbs/09_evaluate.ipynb #bffea3a2
@@ -134,6 +138,9 @@ def evaluate_shift(model, shift, batch_size:int=256, device=None, seed:int=0, nu
         x, y = x.to(dev, non_blocking=True).float(), y.to(dev)
         if corrupt is not None:
             x = corrupt(x, shift.corruption, shift.severity, generator=make_generator(_batch_seed(seed, shift.name, b), dev))
+        if shift.kind == 'adversarial':
+            if b == 0: as_logits(model(x[:1]).float(), outputs)     # the outputs check, before attacking through them
+            x = _adversarial_batch(model, shift, x, y, outputs, make_generator(_batch_seed(seed, shift.name, b), dev))
         logits = shift.map_logits(as_logits(model(x).float(), outputs, check=b == 0))
         k = min(5, logits.shape[1])
         hit = logits.topk(k, 1).indices == y[:, None]
@@ -217,6 +224,7 @@ class Results:
                 try: s[f'rel. mCE ({norm.name})'] = M.relative_mce(errs, self.clean_error, norm)
                 except ValueError: s[f'rel. mCE ({norm.name})'] = float('nan')   # reference not degraded by a corruption
         if acc: s['avg shifts'] = M.avg_shifts(acc)
+        s.update({r.shift: 100 * r.top1 for r in self.shifts[self.shifts.kind == 'adversarial'].itertuples()})   # not in Avg shifts
         if self.clean is not None:
             s['ECE clean'] = 100 * float(self.clean.ece)
             s['RMS clean'] = 100 * float(self.clean.rms_ce)
@@ -322,6 +330,88 @@ def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]
             rows.append(r)
     finally: model.train(was)
     return pd.DataFrame(rows)
+
+# %% ../nbs/09_evaluate.ipynb #h10e0002
+def _attack_loss(f, x, y): return F.cross_entropy(f(x), y, reduction='sum')   # sum: each image's gradient is its own
+
+def _input_grad(f, x, y) -> torch.Tensor:
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        return torch.autograd.grad(_attack_loss(f, x, y), x)[0]
+
+def fgsm(f:Callable, x:torch.Tensor, y:torch.Tensor, eps:float, generator=None) -> torch.Tensor:
+    "FGSM: one step `x + eps * sign(grad_x CE(f(x), y))`, clipped to [0,1]; `f` maps images in [0,1] to logits."
+    return (x.detach() + eps * _input_grad(f, x, y).sign()).clamp(0, 1)
+
+def pgd(f:Callable, x:torch.Tensor, y:torch.Tensor, eps:float, steps:int=10, alpha:float|None=None,
+        random_start:bool=True, generator=None) -> torch.Tensor:
+    "L-inf PGD: `steps` signed-gradient steps of `alpha` (default 2.5*eps/steps), projected on the eps-ball and [0,1]."
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    x = x.detach()
+    lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    xa = x + (2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1) * eps if random_start else x
+    xa = torch.min(torch.max(xa, lo), hi)
+    for _ in range(steps): xa = torch.min(torch.max(xa + alpha * _input_grad(f, xa, y).sign(), lo), hi)
+    return xa
+
+# %% ../nbs/09_evaluate.ipynb #h10e0003
+def autoattack(f:nn.Module, x:torch.Tensor, y:torch.Tensor, eps:float, version:str='standard', generator=None) -> torch.Tensor:
+    "AutoAttack (L-inf, `version` 'standard'/'plus'/'rand') through the authors' `autoattack` package, seeded from `generator`."
+    if eps == 0: return x.detach()       # every AutoAttack step is a multiple of eps: there is nothing to search
+    try: from autoattack import AutoAttack    # optional: not on PyPI
+    except ImportError as e:
+        raise ImportError("the 'autoattack' attack runs the authors' reference implementation: "
+                          "pip install git+https://github.com/fra31/auto-attack") from e
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device if generator is not None else 'cpu'))
+    devs = [x.device] if x.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devs), torch.enable_grad():   # AutoAttack reseeds torch's global generators
+        aa = AutoAttack(f, norm='Linf', eps=eps, version=version, seed=seed, verbose=False, device=x.device)
+        return aa.run_standard_evaluation(x.detach(), y, bs=len(x)).detach()
+
+ATTACKS = dict(fgsm=fgsm, pgd=pgd, autoattack=autoattack)
+
+def _attack_params(attack:str, kwargs:dict) -> dict:
+    "The attack's settings: its keyword defaults updated by `kwargs` (unknown names are an error)."
+    if attack not in ATTACKS: raise KeyError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
+    ps = {k: p.default for k, p in inspect.signature(ATTACKS[attack]).parameters.items()
+          if p.default is not inspect.Parameter.empty and k != 'generator'}
+    bad = sorted(set(kwargs) - set(ps))
+    if bad: raise TypeError(f"attack {attack!r} has no setting(s) {bad}; it takes {sorted(ps)}")
+    return {**ps, **kwargs}
+
+def adversarial_shift(shift, attack:str='pgd', eps:float=4/255, name:str|None=None, **kwargs):
+    "`shift`'s images under `attack` with L-inf budget `eps` (attack settings in `kwargs`), as a kind='adversarial' Shift."
+    ps = _attack_params(attack, kwargs)
+    if not eps >= 0: raise ValueError(f"eps must be >= 0 (an L-inf budget on images in [0,1], e.g. 4/255), got {eps!r}")
+    tag = ''.join(f"-{k}{v}" for k, v in ps.items() if k in ('steps', 'version'))
+    return Shift(name or f"{attack}-eps{round(eps * 255, 4):g}_255{tag}", shift.dataset, 'adversarial',
+                 class_mask=shift.class_mask, logit_transform=shift.logit_transform,
+                 info=dict(attack=attack, eps=float(eps), **ps, clean=shift.name))
+
+def adversarial_suite(suite, attacks:Sequence[str]=tuple(ATTACKS), eps:float=4/255, **kwargs):
+    "`suite`'s clean shift followed by one adversarial shift per attack (DAD Table 12's columns)."
+    clean = suite.clean if hasattr(suite, 'clean') else suite
+    if clean is None: raise ValueError(f"suite {suite.name!r} has no clean shift to attack")
+    shifts = [adversarial_shift(clean, a, eps, **{k: v for k, v in kwargs.items() if k in _attack_params(a, {})}) for a in attacks]
+    return Suite(f"{getattr(suite, 'name', clean.name)}-adversarial", suite.num_classes, suite.class_names, [clean] + shifts,
+                 getattr(suite, 'info', None))
+
+class _ShiftLogits(nn.Module):
+    "The model as the attack sees it: logits over the shift's labels (masked classes at -1e4 instead of -inf)."
+    def __init__(self, model, shift, outputs): super().__init__(); self.model, self.shift, self.outputs = model, shift, outputs
+    def forward(self, x): return self.shift.map_logits(as_logits(self.model(x).float(), self.outputs, check=False)).clamp_min(-1e4)
+
+def _adversarial_batch(model, shift, x, y, outputs, generator) -> torch.Tensor:
+    "Attack one batch as `shift.info` says."
+    ps = {k: v for k, v in shift.info.items() if k not in ('attack', 'eps', 'clean')}
+    return ATTACKS[shift.info['attack']](_ShiftLogits(model, shift, outputs), x, y, shift.info['eps'], generator=generator, **ps)
+
+def _attack_source(name) -> str:
+    "Hash of the code that runs attack `name` (for cache keys): ours, and the `autoattack` package's files."
+    parts = [inspect.getsource(o) for o in (ATTACKS[name], _input_grad, _attack_loss, _ShiftLogits, _adversarial_batch)]
+    spec = importlib.util.find_spec('autoattack') if name == 'autoattack' else None
+    if spec is not None and spec.origin: parts += [p.read_bytes() for p in sorted(Path(spec.origin).parent.glob('*.py'))]
+    return _h(*parts)
 
 # %% ../nbs/09_evaluate.ipynb #a3f81f10
 def count_params(model:nn.Module) -> tuple[int, int]:
