@@ -461,10 +461,12 @@ def _check_classes(ts, teacher, n_cls, device):
 def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=None, blocks:int|None=None, a:float=0.5,
             p:float=0.25, T:float=4., variant:str='ours', augment=None, epochs:int=10, max_steps:int|None=None,
             batch_size:int=256, lr:float=1e-3, cache:bool|None=None, cache_budget:int=2**31, cache_path=None,
-            cache_dtype=torch.float16, num_workers:int=0, seed:int=0, device=None, **fit_kw) -> DistillResult:
+            cache_dtype=torch.float16, cache_shard_items:int|None=None, num_workers:int=0, seed:int=0, device=None,
+            **fit_kw) -> DistillResult:
     """Multi-head uncertainty-aware distillation of `teacher` (small, robust) into a slice of `student` on D^a built from
     `data`: a `TuningSet`/`TuningData`, (x, y) tensors, or any map-style Dataset of (image, label) (streamed; its D^a
-    fixed by index). Features beyond `cache_budget` bytes go to resumable disk shards (`cache_path`) in `cache_dtype`."""
+    fixed by index). Features beyond `cache_budget` bytes go to resumable disk shards (`cache_path`, default under
+    `cache_dir('features')` keyed by D^a and the weights) of `cache_shard_items` rows, features in `cache_dtype`."""
     if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     ts = _tuning(data, a, augment, seed)
     n_cls = student.num_classes
@@ -480,7 +482,7 @@ def distill(student:StagedModel, teacher:nn.Module, data, *, frac:float|None=Non
     t0 = time.perf_counter(); cache_s = 0.
     if cache:
         c = cache_features(mh, ts, (_tail(orig, split.cut), lambda x, f: teacher(x)), batch_size=batch_size, budget=cache_budget,
-                           path=cache_path, device=device, dtype=cache_dtype, num_workers=num_workers,
+                           path=cache_path, device=device, dtype=cache_dtype, shard_items=cache_shard_items, num_workers=num_workers,
                            key=lambda: _cache_key(ts, orig, teacher, split))
         cache_s = time.perf_counter() - t0; t0 = time.perf_counter()
         if isinstance(c, tuple): c = (c[0], c[1], c[2], c[3], c[4].bool())

@@ -104,3 +104,48 @@ def test_distill_on_a_dataset_equals_its_tensors(tmp_path):
     # a plain (image, label) Dataset is wrapped in TuningData with distill's a= and seed=
     r_b = distill(st, te, _base(12), a=0.5, **kw)
     for a, b in zip(r_t.model.parameters(), r_b.model.parameters()): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+DISTILL_DDP = '''
+import os, sys, torch
+torch.set_num_threads(1)
+from torch.utils.data import TensorDataset
+from robust_nb.models import timm_classifier
+from robust_nb.multihead import distill
+out, bs = sys.argv[1], int(sys.argv[2])
+g = torch.Generator().manual_seed(0)
+base = TensorDataset(torch.rand(16, 3, 16, 16, generator=g), torch.arange(16) % 4)
+torch.manual_seed(0)
+st, te = timm_classifier("test_vit", 4, img_size=16, patch_size=8), timm_classifier("test_resnet", 4)
+# p ~ 0: every rank draws its own dropout masks (as DDP training does), so only with dropout off are the runs comparable
+r = distill(st, te, base, blocks=1, p=1e-7, epochs=2, batch_size=bs, seed=0, cache_budget=0, cache_dtype=torch.float32,
+            cache_path=os.path.join(out, "cache"), cache_shard_items=8, progress=False)
+rank = int(os.environ.get("RANK", 0))
+torch.save(dict(sd=r.model.state_dict(), loss=[h["loss"] for h in r.history]), os.path.join(out, f"r{rank}.pt"))
+'''
+
+
+def test_distill_two_processes_equal_one_with_the_doubled_batch(tmp_path):
+    # torchrun, 2 CPU processes (gloo) at batch 4 = this process at batch 8: same D^a, the disk feature cache shared (shard
+    # c written by rank c % 2), the same global batches, gradients averaged by DDP; equal weights up to float rounding
+    import subprocess, sys
+    from robust_nb.core import safe_load
+    script = tmp_path / "distill_ddp.py"; script.write_text(DISTILL_DDP)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUST_NB_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    (tmp_path / "one").mkdir(); (tmp_path / "two").mkdir()
+    p2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                         str(tmp_path / "two"), "4"], env=env, capture_output=True, text=True, timeout=300)
+    assert p2.returncode == 0, p2.stderr[-3000:]
+    saved = sys.argv, torch.get_num_threads()
+    try:
+        sys.argv = ["distill_ddp", str(tmp_path / "one"), "8"]
+        exec(compile(DISTILL_DDP, "distill_ddp", "exec"), {"__name__": "one"})
+    finally: sys.argv = saved[0]; torch.set_num_threads(saved[1])
+    one, r0, r1 = (safe_load(tmp_path / f) for f in ("one/r0.pt", "two/r0.pt", "two/r1.pt"))
+    for k, v in one["sd"].items():
+        assert torch.equal(r0["sd"][k], r1["sd"][k])                              # DDP keeps the ranks in step
+        torch.testing.assert_close(r0["sd"][k], v, rtol=1e-4, atol=2e-5)         # Adam: lr 1e-3, 4 steps; rounding ~6e-6
+    assert r0["loss"] == pytest.approx(one["loss"], rel=1e-5) and len(one["loss"]) == 4
+    for d in ("one", "two"):
+        assert sorted(p.name for p in (tmp_path / d / "cache").iterdir()) == ["config.json"] + [f"shard_00000{c}.safetensors" for c in (0, 1)]
