@@ -444,7 +444,7 @@ def corrupt_main(argv=None) -> None:
     run_tool(_corrupt_parser(), _corrupt, argv)
 
 # %% ../nbs/17_cli.ipynb #h2cli034
-RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix')   # robust_nb.teacher.RECIPES (a test keeps them equal)
+RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix', 'randaugment', 'augreg')   # robust_nb.teacher.RECIPES (a test keeps them equal)
 
 def _teacher_parser():
     p = _parser('robust_nb_teacher', "Robustify a teacher: train it with a robustness recipe through robust_nb.engine.fit "

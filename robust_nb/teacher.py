@@ -15,8 +15,9 @@ from .losses import ce, jsd_loss
 from .engine import fit, seed_everything
 
 # %% auto #0
-__all__ = ['RECIPES', 'JSD_WEIGHT', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank', 'pixmix_loss',
-           'augmix_pixmix_loss', 'small_teacher', 'robustify_teacher']
+__all__ = ['RECIPES', 'JSD_WEIGHT', 'AUGREG_SETTINGS', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank',
+           'pixmix_loss', 'augmix_pixmix_loss', 'randaugment_op', 'randaugment_batch', 'mixup_ce', 'randaugment_loss',
+           'augreg_loss', 'augreg_transform', 'small_teacher', 'robustify_teacher']
 
 # %% ../nbs/07_teacher.ipynb #8c9c3455
 RECIPES = Registry('teacher recipe')
@@ -94,6 +95,70 @@ def augmix_pixmix_loss(severity:int=3, k:int=4, beta:float=4., jsd_weight:float=
         pics = mixing_pics if mixing_pics is not None else bank(x.shape[-1], x.device)
         return _jsd_step(model, x, y, augmix(x, severity), pixmix(x, pics, k, beta, severity), jsd_weight)
     return loss_fn
+
+# %% ../nbs/07_teacher.ipynb #293ed694
+import numpy as np
+from PIL import Image, ImageOps
+from .augment import sample_beta
+
+# %% ../nbs/07_teacher.ipynb #769359f9
+AUGREG_SETTINGS = dict(none=(None, 0.), light1=(0, 0.), light2=(10, .2), medium1=(15, .2), medium2=(15, .5),
+                       strong1=(20, .5), strong2=(20, .8))          # name: (RandAugment magnitude, 2 ops; Mixup α)
+
+def _posterize_tf(img, bits, **_):
+    "TF RandAugment's posterize: keeping 0 bits gives a black image (timm hands 0 to PIL, which refuses it)."
+    return Image.new(img.mode, img.size) if bits < 1 else img if bits >= 8 else ImageOps.posterize(img, bits)
+
+def randaugment_op(n:int=2, m:int=9, fill=(128, 128, 128)):
+    "timm's RandAugment (PIL in, PIL out): `n` ops at magnitude `m`; timm's clip at 10 is lifted when `m` > 10, as in TF."
+    from timm.data import rand_augment_transform
+    ra = rand_augment_transform(f'rand-m{m}-n{n}' + (f'-mmax{m}' if m > 10 else ''), dict(translate_const=100, img_mean=tuple(fill)))
+    for op in ra.ops:
+        if op.name == 'Posterize': op.aug_fn = _posterize_tf
+    return ra
+
+def randaugment_batch(x, ra):
+    "Apply the PIL transform `ra` to every image of `x` [B,3,H,W] in [0,1] (8-bit round trip on the CPU), back on `x`'s device."
+    a = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([np.asarray(ra(Image.fromarray(i)).convert('RGB')) for i in a])
+    return torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2).to(x.dtype) / 255
+
+def mixup_ce(model, x, y, alpha:float=0.):
+    "Mixup (batch mode, as timm's `Mixup`): λ ~ Beta(α, α), CE of model(λx + (1-λ)·flip(x)) against λ·y + (1-λ)·flip(y); α = 0: plain CE."
+    if alpha <= 0:
+        loss = ce(model(x), y); return loss, {'ce': loss.item()}
+    lam = float(sample_beta(alpha, alpha, 1, device=x.device))
+    logits = model(lam * x + (1 - lam) * x.flip(0))
+    loss = lam * ce(logits, y) + (1 - lam) * ce(logits, y.flip(0))
+    return loss, {'ce': loss.item(), 'lam': lam}
+
+@RECIPES.register('randaugment')
+def randaugment_loss(n:int=2, m:int=9, mixup_alpha:float=0.):
+    "CE on RandAugment images (timm's `rand_augment_transform`, N=2, M=9 by default), optionally with Mixup α."
+    ra = randaugment_op(n, m)
+    def loss_fn(model, batch):
+        x, y = _xy(batch)
+        return mixup_ce(model, randaugment_batch(x, ra), y, mixup_alpha)
+    return loss_fn
+
+@RECIPES.register('augreg')
+def augreg_loss(setting:str='strong2', randaugment:bool=True):
+    "AugReg's augmentation `setting` (see `AUGREG_SETTINGS`; default strong2 = RandAugment(2, 20) + Mixup 0.8); `randaugment=False` when the loader applies it."
+    if setting not in AUGREG_SETTINGS: raise KeyError(f"unknown AugReg setting {setting!r}; valid: {', '.join(AUGREG_SETTINGS)}")
+    m, alpha = AUGREG_SETTINGS[setting]
+    ra = randaugment_op(2, m) if randaugment and m is not None else None
+    def loss_fn(model, batch):
+        x, y = _xy(batch)
+        return mixup_ce(model, x if ra is None else randaugment_batch(x, ra), y, alpha)
+    return loss_fn
+
+def augreg_transform(size:int=224, setting:str='strong2'):
+    "AugReg's training pipeline for a data loader (PIL in, [0,1] tensor out): Inception crop (5–100% area), flip, RandAugment(2, m)."
+    from torchvision import transforms as T
+    if setting not in AUGREG_SETTINGS: raise KeyError(f"unknown AugReg setting {setting!r}; valid: {', '.join(AUGREG_SETTINGS)}")
+    m = AUGREG_SETTINGS[setting][0]
+    return T.Compose([T.RandomResizedCrop(size, scale=(0.05, 1.)), T.RandomHorizontalFlip()]
+                     + ([] if m is None else [randaugment_op(2, m)]) + [T.ToTensor()])
 
 # %% ../nbs/07_teacher.ipynb #c3a314d1
 def small_teacher(num_classes:int, pretrained=None) -> nn.Module:

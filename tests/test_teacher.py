@@ -100,3 +100,39 @@ def test_robustify_and_cli_end_to_end(tmp_path, monkeypatch):
     assert sev == {3} and d['severity'] == 3                                 # the CIFAR setting on the 32-px embedded data
     t = T.small_teacher(10); t.load_state_dict(d['state_dict'])
     # the embedded zoo's cached teacher (robust_nb.embedded.create('teacher')) is tested in test_embedded.py
+
+# --- RandAugment and AugReg recipes (DAD's training recipes) ---
+def test_randaugment_and_augreg_are_registered_recipes():
+    assert {'randaugment', 'augreg'} <= set(T.RECIPES)
+    assert T.AUGREG_SETTINGS['strong2'] == (20, .8) and T.AUGREG_SETTINGS['medium1'] == (15, .2)
+    with pytest.raises(KeyError, match='valid: none, light1, light2, medium1, medium2, strong1, strong2'): T.augreg_loss('heavy')
+
+def test_mixup_ce_equals_ce_on_mixed_one_hot_targets():
+    m, (x, y) = _model(), _batch()
+    torch.manual_seed(2); loss, logs = T.mixup_ce(m, x, y, .5)
+    lam = logs['lam']; assert 0 < lam < 1
+    soft = lam * F.one_hot(y, 4).float() + (1 - lam) * F.one_hot(y.flip(0), 4).float()
+    assert loss.item() == pytest.approx(ce(m(lam * x + (1 - lam) * x.flip(0)), soft).item(), rel=1e-5)
+    assert T.mixup_ce(m, x, y, 0.)[0].item() == pytest.approx(F.cross_entropy(m(x), y).item(), rel=1e-6)
+
+def test_randaugment_magnitude_above_10_is_not_clipped():
+    ops = T.randaugment_op(2, 20).ops
+    assert all(op.magnitude == 20 and op.magnitude_max == 20 for op in ops)
+    x = _batch()[0]; xa = T.randaugment_batch(x, T.randaugment_op(2, 20))
+    assert xa.shape == x.shape and xa.min() >= 0 and xa.max() <= 1 and not torch.equal(xa, x)
+
+@pytest.mark.parametrize('recipe,kw', [('randaugment', {}), ('augreg', {}), ('augreg', {'setting': 'light1'})])
+def test_recipe_tiny_training_step_is_seeded(recipe, kw):
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    run = lambda: T.robustify_teacher(lambda: _model(), (x, y), recipe, kw, seed=0, max_steps=2, batch_size=8, progress=False)
+    a, b = run(), run()
+    assert all(torch.isfinite(torch.tensor(h['loss'])) for h in a.history if 'loss' in h)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)                   # timm's RandAugment draws from the seeded `random`
+    assert not torch.equal(sa['1.weight'], _model().state_dict()['1.weight'])
+
+def test_augreg_loader_transform():
+    from PIL import Image
+    import numpy as np
+    t = T.augreg_transform(24, 'medium2')(Image.fromarray(np.full((30, 40, 3), 77, np.uint8)))
+    assert t.shape == (3, 24, 24) and t.dtype == torch.float32 and 0 <= t.min() and t.max() <= 1
