@@ -63,14 +63,22 @@ def _blur(x, sigma, truncate:float=4.0, mode:str='replicate'):
         out = _conv1d_slices(F.pad(out, pad, mode=mode), k, dim, out.shape[dim])
     return out
 
+def _fft_size(n:int) -> int:
+    "Smallest length ≥ `n` of the form 2^a·{1,3,5,15}: padding a little is much cheaper than an FFT length with a large prime factor (244 = 4·61)."
+    best = 1 << max(n - 1, 0).bit_length()
+    for m in (3, 5, 15):
+        while m < n: m *= 2
+        best = min(best, m)
+    return best
+
 def _filter2d(x, k, mode='reflect'):
     "Depthwise correlation of `x` [B,C,H,W] with one 2-D kernel `k` [kh,kw] (OpenCV's `filter2D`, border reflect-101); FFT for big kernels."
     C = x.shape[1]; kh, kw = k.shape; H, W = x.shape[-2:]
     xp = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode=mode)
     if kh * kw <= 25: return F.conv2d(xp, k.to(x).view(1, 1, kh, kw).expand(C, 1, kh, kw), groups=C)
-    Hp, Wp = xp.shape[-2:]
-    kf = torch.fft.rfft2(F.pad(k.to(device=x.device, dtype=torch.float32), (0, Wp - kw, 0, Hp - kh)))
-    y = torch.fft.irfft2(torch.fft.rfft2(xp.float()) * kf.conj(), s=(Hp, Wp))  # circular correlation
+    s = (_fft_size(xp.shape[-2]), _fft_size(xp.shape[-1]))  # zero-padded past the reflect padding: no wrap-around reaches the H×W output
+    kf = torch.fft.rfft2(k.to(device=x.device, dtype=torch.float32), s=s)
+    y = torch.fft.irfft2(torch.fft.rfft2(xp.float(), s=s).mul_(kf.conj_physical()), s=s)  # circular correlation
     return y[..., :H, :W].to(x.dtype)
 
 def _clipped_zoom(x, z:float):
@@ -122,9 +130,8 @@ def shot_noise(x, severity=1, generator=None):
 @CORRUPTION_FNS.register()
 def impulse_noise(x, severity=1, generator=None):
     c = [.03, .06, .09, .17, .27][severity - 1]
-    flip = _rand(x.shape, x, generator) < c
-    salt = _rand(x.shape, x, generator) < .5
-    return torch.where(flip, salt.to(x.dtype), x)
+    u = _rand(x.shape, x, generator)   # one draw: u < c flips the pixel, and given a flip, u < c/2 (probability ½) makes it salt
+    return torch.where(u < c, (u < c / 2).to(x.dtype), x)
 
 @CORRUPTION_FNS.register()
 def speckle_noise(x, severity=1, generator=None):
@@ -175,7 +182,7 @@ def _motion_blur(x, radius:float, sigma:float, angles):
     for b in range(B):
         for i, (dy, dx) in enumerate(_motion_offsets(radius, float(angles[b]))):
             if abs(dy) >= H or abs(dx) >= W: break
-            out[b] += k[i] * xp[b, :, P - dy:P - dy + H, P - dx:P - dx + W]
+            out[b].add_(xp[b, :, P - dy:P - dy + H, P - dx:P - dx + W], alpha=k[i])
     return out
 
 @CORRUPTION_FNS.register()
@@ -267,6 +274,7 @@ def fog(x, severity=1, generator=None):
     return y * mx / (mx + a)
 
 # %% ../nbs/03_corruptions.ipynb #33896248
+@lru_cache(maxsize=1)
 def _frost_files():
     import importlib.util
     spec = importlib.util.find_spec('imagecorruptions')
@@ -280,15 +288,19 @@ def frost_source() -> str:
     import os
     return 'procedural' if os.environ.get('ROBUST_NB_FROST') == 'procedural' or not _frost_files() else 'imagecorruptions'
 
+@lru_cache(maxsize=8)
+def _frost_photo(i:int):
+    "Frost photograph `i` as uint8 RGB [3,h,w], decoded once per process."
+    from torchvision.io import decode_image, read_file, ImageReadMode
+    return decode_image(read_file(str(_frost_files()[i])), mode=ImageReadMode.RGB)
+
 @lru_cache(maxsize=32)
-def _frost_texture(i:int, scale:float):
-    "Frost photograph `i` as float RGB [3,h,w] in [0,1], bicubically resized by `scale` (cached)."
-    from torchvision.io import decode_image, ImageReadMode
-    from torchvision.io import read_file
-    t = decode_image(read_file(str(_frost_files()[i])), mode=ImageReadMode.RGB).float()[None]
+def _frost_texture(i:int, scale:float, device:str='cpu'):
+    "Frost photograph `i` as float RGB [3,h,w] in [0,1] on `device`, bicubically resized by `scale` (cached per image, scale and device)."
+    t = _frost_photo(i).to(device).float()[None]
     h, w = t.shape[-2:]
     t = F.interpolate(t, size=(math.ceil(h * scale), math.ceil(w * scale)), mode='bicubic', align_corners=False)
-    return (t[0].clamp(0, 255) .round() / 255)
+    return (t[0].clamp(0, 255).round() / 255)
 
 def _procedural_frost(B, H, W, x, generator):
     "Frost-like textures [B,3,H,W]: ridged fractal veins over a pale haze, mean ≈ .45 and std ≈ .2 like the photographs."
@@ -306,16 +318,14 @@ def frost(x, severity=1, generator=None):
     B, C, H, W = x.shape
     if frost_source() == 'procedural': return a * x + b * _procedural_frost(B, H, W, x, generator)
     idx = torch.randint(5, (B,), generator=generator, device=x.device).tolist()
-    out = []
+    u = _rand((B, 2), x, generator).tolist()   # crop corners, as fractions of the free range
+    out = torch.empty_like(x)
     for k, i in enumerate(idx):
-        fh, fw = _frost_texture(i, 1.).shape[-2:]
-        sc = 1.1 * max(_scale(x), H / fh, W / fw)
-        t = _frost_texture(i, round(sc, 4))
-        th, tw = t.shape[-2:]
-        u = _rand((2,), x, generator)
-        r0, c0 = int(u[0] * max(th - H, 1)), int(u[1] * max(tw - W, 1))
-        out.append(t[:, r0:r0 + H, c0:c0 + W].to(x))
-    return a * x + b * torch.stack(out)
+        fh, fw = _frost_photo(i).shape[-2:]
+        t = _frost_texture(i, round(1.1 * max(_scale(x), H / fh, W / fw), 4), str(x.device))  # resized once per size, then cropped
+        r0, c0 = int(u[k][0] * max(t.shape[1] - H, 1)), int(u[k][1] * max(t.shape[2] - W, 1))
+        out[k] = t[:, r0:r0 + H, c0:c0 + W]
+    return out.mul_(b).add_(x, alpha=a)
 
 # %% ../nbs/03_corruptions.ipynb #1943a6ec
 @CORRUPTION_FNS.register()
@@ -340,15 +350,16 @@ def contrast(x, severity=1, generator=None):
     m = x.mean((2, 3), keepdim=True)
     return (x - m) * c + m
 
-def _to_uint8(x): return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
 @CORRUPTION_FNS.register()
 def jpeg_compression(x, severity=1, generator=None):
     from torchvision.io import encode_jpeg, decode_jpeg
     q = [25, 18, 15, 10, 7][severity - 1]
-    u = _to_uint8(x).cpu()
-    dec = decode_jpeg(encode_jpeg(list(u), quality=q))
-    return (torch.stack(dec).to(x.device).to(x.dtype) / 255)
+    B, C, H, W = x.shape
+    u = torch.empty((B, H, W, C), dtype=torch.uint8).permute(0, 3, 1, 2)  # channels-last on the CPU: encode_jpeg's HWC copy is free
+    u.copy_(x.mul(255).round_().clamp_(0, 255))
+    out = torch.empty(x.shape, dtype=x.dtype)
+    for i, d in enumerate(decode_jpeg(encode_jpeg(list(u), quality=q))): out[i].copy_(d)  # HWC → CHW and to float in one pass
+    return out.div_(255).to(x.device)
 
 @lru_cache(maxsize=64)
 def _box_matrix(n_in:int, n_out:int):
@@ -366,12 +377,41 @@ def _nearest_index(n_in:int, n_out:int):
     "PIL's NEAREST up-sampling `n_in → n_out`: output pixel o reads input floor((o+.5)·n_in/n_out)."
     return torch.clamp(((torch.arange(n_out) + .5) * n_in / n_out).floor().long(), max=n_in - 1)
 
+@lru_cache(maxsize=64)
+def _box_taps(n_in:int, n_out:int):
+    "`_box_matrix` as gather taps: input indices and weights, both [m, n_out] (m: most inputs of one output; spare taps weigh 0)."
+    M = _box_matrix(n_in, n_out)
+    m = int((M > 0).sum(1).max())
+    idx, w = torch.zeros(m, n_out, dtype=torch.long), torch.zeros(m, n_out)
+    for o in range(n_out):
+        j = M[o].nonzero().squeeze(1); idx[:len(j), o] = j; w[:len(j), o] = M[o, j]
+    return idx, w
+
+def _box_rows(x, n_out:int):
+    "PIL BOX resampling of `x` [B,C,n,W] along its rows to [B,C,n_out,W]: m weighted row gathers (rows are contiguous, so cheap)."
+    idx, w = _box_taps(x.shape[2], n_out)
+    idx, w = idx.to(x.device), w.to(device=x.device, dtype=x.dtype)
+    out = x.index_select(2, idx[0]).mul_(w[0].view(-1, 1))
+    for j in range(1, len(idx)): out.addcmul_(x.index_select(2, idx[j]), w[j].view(-1, 1))
+    return out
+
+@lru_cache(maxsize=64)
+def _nearest_exact_is_pil(n_in:int, n_out:int, dtype=torch.float32, device:str='cpu') -> bool:
+    "Whether torch's 'nearest-exact' up-sampling `n_in → n_out` reads the same inputs as PIL's NEAREST (it rounds its scale differently)."
+    t = torch.arange(n_in, dtype=dtype, device=device).view(1, 1, -1)
+    return torch.equal(F.interpolate(t, size=n_out, mode='nearest-exact').view(-1).long().cpu(), _nearest_index(n_in, n_out))
+
+def _q8(t): return t.mul_(255).round_().div_(255)
+
 @CORRUPTION_FNS.register()
 def pixelate(x, severity=1, generator=None):
     c = [.6, .5, .4, .3, .25][severity - 1]
     H, W = x.shape[-2:]; h, w = max(int(H * c), 1), max(int(W * c), 1)
-    small = torch.round(torch.einsum('bchw,qw->bchq', x, _box_matrix(W, w).to(x)) * 255) / 255  # PIL: horizontal pass, 8 bit
-    small = torch.round(torch.einsum('ph,bchq->bcpq', _box_matrix(H, h).to(x), small) * 255) / 255  # then vertical, 8 bit
+    small = _q8(_box_rows(x.transpose(2, 3).contiguous(), w))      # PIL: horizontal pass first, 8 bit (rows of the transpose)
+    small = _q8(_box_rows(small.transpose(2, 3).contiguous(), h))  # then vertical, 8 bit
+    dev = str(x.device)
+    if _nearest_exact_is_pil(h, H, x.dtype, dev) and _nearest_exact_is_pil(w, W, x.dtype, dev):
+        return F.interpolate(small, size=(H, W), mode='nearest-exact')
     return small[..., _nearest_index(h, H).to(x.device), :][..., _nearest_index(w, W).to(x.device)]
 
 # %% ../nbs/03_corruptions.ipynb #684a0a2a
