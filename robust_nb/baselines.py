@@ -15,7 +15,7 @@ from .losses import ce
 
 # %% auto #0
 __all__ = ['ALPHAS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt', 'Prompts', 'vpt_model', 'vpt', 'wise_ft',
-           'wise_ft_sweep']
+           'wise_ft_sweep', 'prelogit_features', 'fit_logreg', 'c_sweep', 'Probe', 'transfer_probe']
 
 # %% ../nbs/12_baselines.ipynb #3dea6329
 @dataclass
@@ -155,3 +155,109 @@ def wise_ft_sweep(model:StagedModel, data, variant:str='e2e', alphas=ALPHAS, **k
     if variant not in ('e2e', 'linear'): raise ValueError(f"variant must be 'e2e' or 'linear', got {variant!r}")
     ft = finetune(model, data, **kw) if variant == 'e2e' else linear_probe(model, data, **kw)
     return {'tuned': ft, **{a: wise_ft(model, ft.model, a) for a in alphas}}
+
+# %% ../nbs/12_baselines.ipynb #0f069587
+from typing import Callable
+from .core import make_generator
+from .multihead import cache_features, FeatureShards
+from torch.utils.data import TensorDataset
+
+# %% ../nbs/12_baselines.ipynb #28bc5232
+def prelogit_features(model) -> Callable:
+    "x -> the frozen penultimate features of `model`: a `MultiHead`'s clean head, a `Tuned`'s model, or any model with timm's `forward_head(pre_logits=True)`."
+    if isinstance(model, Tuned): model = model.model
+    if hasattr(model, 'heads') and hasattr(model, 'shared'):
+        def clean_head(x):
+            z = model.shared(model.features(x))
+            for s in model.heads[0][:-1]: z = s(z)
+            return model.heads[0][-1](z, pre_logits=True)
+        return clean_head
+    if hasattr(model, 'forward_head') and hasattr(model, 'forward_features'):
+        return lambda x: model.forward_head(model.forward_features(x), pre_logits=True)
+    raise TypeError(f"{type(model).__name__} has no forward_features/forward_head(pre_logits=True); pass features=<callable x -> [B,D]>")
+
+class _Features(nn.Module):
+    "The `.features(x)` adapter `multihead.cache_features` runs: `fn(x)` flattened to [B,D] float32, without gradients."
+    def __init__(self, fn, model=None):
+        super().__init__(); self.fn, self.model = fn, model if isinstance(model, nn.Module) else nn.Linear(1, 1)
+    def features(self, x):
+        with torch.no_grad(): return self.fn(x).flatten(1).float()
+
+def fit_logreg(f, y, num_classes:int, C:float, max_iter:int=1000):
+    "Multinomial logistic regression by L-BFGS: `(W, b)` = argmin C·Σ CE(fW'+b, y) + ½‖W‖² (scikit-learn's objective; bias free)."
+    n, d = f.shape
+    W = torch.zeros(num_classes, d, device=f.device, requires_grad=True)
+    b = torch.zeros(num_classes, device=f.device, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=10, line_search_fn='strong_wolfe',
+                            tolerance_grad=1e-7, tolerance_change=1e-10)
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(f @ W.T + b, y) + (W * W).sum() / (2 * C * n)      # the objective divided by C·n
+        loss.backward(); return loss
+    opt.step(closure)
+    return W.detach(), b.detach()
+
+def _top1(W, b, f, y) -> float: return (f @ W.T + b).argmax(1).eq(y).float().mean().item()
+
+def c_sweep(score:Callable, lo:int=-6, hi:int=6, per_decade:int=8) -> tuple:
+    """CLIP's parametric binary search for C: `score` at C = 10^lo, 10^(lo+2), ..., 10^hi, then halve the step around the best
+    until `per_decade` steps per decade. Returns (best C, {C: score}); ties go to the smaller C."""
+    seen = {}
+    def s(e):
+        e = round(e, 6)
+        if e not in seen: seen[e] = score(10. ** e)
+        return seen[e]
+    best, step = max(range(lo, hi + 1, 2), key=s), 2.
+    while step > 1 / per_decade:
+        step /= 2
+        best = max([e for e in (best - step, best, best + step) if lo <= e <= hi], key=s)
+    return 10. ** best, {10. ** e: v for e, v in sorted(seen.items())}
+
+# %% ../nbs/12_baselines.ipynb #59db3226
+@dataclass
+class Probe:
+    "A linear probe on frozen features: test top-1 (fraction), chosen C, the validation sweep {C: top-1}, the classifier and costs."
+    accuracy: float
+    C: float
+    sweep: dict
+    weight: torch.Tensor
+    bias: torch.Tensor
+    n_train: int
+    n_val: int
+    n_test: int
+    extract_s: float
+    fit_s: float
+
+def _split_features(wrapper, data, name, cache_key, **kw):
+    "(features [N,D] float32, labels [N] long) of `data` through `cache_features` (in memory, or shards on disk)."
+    if isinstance(data, torch.Tensor): raise TypeError(f"{name} data must carry labels: a tuple (images, labels) or a Dataset of (image, label)")
+    if isinstance(data, (tuple, list)): data = TensorDataset(*data[:2])
+    out = cache_features(wrapper, data, key=None if cache_key is None else {**cache_key, 'split': name}, desc=f'features {name}', **kw)
+    if isinstance(out, FeatureShards): out = out.tensors()
+    if len(out) < 2: raise TypeError(f"{name} data must carry labels: a tuple (images, labels) or a Dataset of (image, label)")
+    return out[0].float(), out[1].long()
+
+def transfer_probe(model, train_ds, test_ds, val_ds=None, *, features:Callable|None=None, val_frac:float=0.2, seed:int=0,
+                   num_classes:int|None=None, batch_size:int=256, device=None, budget:int=2**31, cache_key:dict|None=None,
+                   max_iter:int=1000, num_workers:int=0) -> Probe:
+    """CLIP's linear-probe protocol on `model`'s frozen pre-logit features (or `features(x)`): L-BFGS logistic regression,
+    C chosen on `val_ds` (else `val_frac` of `train_ds`) by `c_sweep`, refitted on train+val, top-1 on `test_ds`.
+    Data: tuples (images [N,3,H,W] in [0,1], labels) or Datasets of (image, label)."""
+    if not 0 < val_frac < 1: raise ValueError(f"val_frac must be in (0, 1), got {val_frac}")
+    wrapper = _Features(features or prelogit_features(model), model if isinstance(model, nn.Module) else None)
+    if device is not None: wrapper.to(device)
+    kw = dict(batch_size=batch_size, budget=budget, device=device, num_workers=num_workers)
+    t0 = time.perf_counter()
+    (ftr, ytr), (fte, yte) = _split_features(wrapper, train_ds, 'train', cache_key, **kw), _split_features(wrapper, test_ds, 'test', cache_key, **kw)
+    if val_ds is not None: fva, yva = _split_features(wrapper, val_ds, 'val', cache_key, **kw)
+    else:
+        perm = torch.randperm(len(ytr), generator=make_generator(seed)); k = max(1, round(val_frac * len(ytr)))
+        if k >= len(ytr): raise ValueError(f"{len(ytr)} training images leave none to fit after holding out {k} for validation; pass val_ds or more data")
+        (fva, yva), (ftr, ytr) = (ftr[perm[:k]], ytr[perm[:k]]), (ftr[perm[k:]], ytr[perm[k:]])
+    extract_s, t1 = time.perf_counter() - t0, time.perf_counter()
+    dev = next(wrapper.parameters()).device
+    ftr, ytr, fva, yva, fte, yte = (t.to(dev) for t in (ftr, ytr, fva, yva, fte, yte))
+    k = num_classes or int(max(ytr.max(), yva.max(), yte.max())) + 1
+    C, sweep = c_sweep(lambda c: _top1(*fit_logreg(ftr, ytr, k, c, max_iter), fva, yva))
+    W, b = fit_logreg(torch.cat([ftr, fva]), torch.cat([ytr, yva]), k, C, max_iter)
+    return Probe(_top1(W, b, fte, yte), C, sweep, W.cpu(), b.cpu(), len(ytr), len(yva), len(yte), extract_s, time.perf_counter() - t1)

@@ -106,3 +106,86 @@ def test_zero_shot():
 
 def test_bad_data(vit):
     with pytest.raises(TypeError, match="TuningSet or a tuple"): finetune(vit, torch.rand(2, 3, 32, 32))
+
+
+# --- transfer_probe: CLIP's linear-probe protocol on frozen features ---
+from robust_nb.baselines import transfer_probe, fit_logreg, c_sweep, prelogit_features
+from torch.utils.data import TensorDataset
+import torch.nn.functional as F
+
+
+def _colour_classes(n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    return torch.rand(n, 3, 8, 8, generator=g) * 0.5 + F.one_hot(y, 3).float()[:, :, None, None] * 0.5, y
+
+
+def _means(x): return x.mean((2, 3))
+
+
+def test_probe_on_separable_features_is_perfect_and_sweeps_like_clip():
+    x, y = _colour_classes()
+    p = transfer_probe(None, (x[:45], y[:45]), (x[45:], y[45:]), features=_means)
+    assert p.accuracy == 1.0 and (p.n_train, p.n_val, p.n_test) == (36, 9, 15)
+    assert len(p.sweep) == 7 + 2 * 4 and min(p.sweep) == pytest.approx(1e-6) and max(p.sweep) == pytest.approx(1e6)
+    assert p.sweep[p.C] == max(p.sweep.values())
+    assert p.weight.shape == (3, 3) and p.bias.shape == (3,)
+
+
+def test_dataset_tuple_and_disk_cache_give_the_same_probe(tmp_path, monkeypatch):
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
+    x, y = _colour_classes(seed=1)
+    a = transfer_probe(None, (x[:45], y[:45]), (x[45:], y[45:]), features=_means)
+    b = transfer_probe(None, TensorDataset(x[:45], y[:45]), TensorDataset(x[45:], y[45:]), features=_means, batch_size=7)
+    c = transfer_probe(None, (x[:45], y[:45]), (x[45:], y[45:]), features=_means, budget=0, cache_key={'model': 'means'})
+    assert list(tmp_path.glob('features/*/config.json'))                  # the fp16 shard cache was used
+    assert a.C == b.C and a.accuracy == b.accuracy
+    torch.testing.assert_close(a.weight, b.weight, atol=1e-4, rtol=1e-4)
+    assert c.accuracy == a.accuracy
+
+
+def test_given_val_split_is_used_and_train_val_refit():
+    x, y = _colour_classes(90, seed=2)
+    p = transfer_probe(None, (x[:50], y[:50]), (x[70:], y[70:]), val_ds=(x[50:70], y[50:70]), features=_means)
+    assert (p.n_train, p.n_val, p.n_test) == (50, 20, 20)
+
+
+def test_logreg_reaches_the_sklearn_optimum():
+    x, y = _colour_classes()
+    f = _means(x)
+    for C in (0.01, 1., 100.):
+        W, b = fit_logreg(f, y, 3, C)
+        Wg, bg = W.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        (C * F.cross_entropy(f @ Wg.T + bg, y, reduction='sum') + (Wg * Wg).sum() / 2).backward()
+        assert Wg.grad.abs().max() < 1e-3 * max(1, C) and bg.grad.abs().max() < 1e-3 * max(1, C), C
+    assert fit_logreg(f, y, 3, 1e-6)[0].abs().max() < 1e-4                   # C -> 0: W -> 0
+
+
+def test_c_sweep_binary_search_resolution():
+    best, seen = c_sweep(lambda c: -max(c / 10 ** -2.6, 10 ** -2.6 / c))
+    assert best == pytest.approx(10 ** -2.625) and len(seen) == 15
+
+
+def test_default_features_are_prelogits(vit, xy):
+    x, y = xy
+    f = prelogit_features(vit)(x)
+    assert f.shape == (12, vit.stages[-1].fc.in_features)
+    p = transfer_probe(vit, (x[:9], y[:9]), (x[9:], y[9:]), num_classes=3)
+    assert p.weight.shape == (3, f.shape[1]) and 0 <= p.accuracy <= 1
+
+
+def test_multihead_probe_uses_the_clean_head(vit, xy):
+    from robust_nb.multihead import multihead_for
+    _, mh = multihead_for(vit, blocks=1, p=0.)
+    x = xy[0]
+    with torch.no_grad():
+        z = mh.shared(mh.features(x))
+        for s in mh.heads[0][:-1]: z = s(z)
+        torch.testing.assert_close(prelogit_features(mh)(x), mh.heads[0][-1](z, pre_logits=True))
+
+
+def test_probe_input_errors(xy):
+    x, y = xy
+    with pytest.raises(TypeError, match='must carry labels'): transfer_probe(None, x, (x, y), features=_means)
+    with pytest.raises(ValueError, match='val_frac'): transfer_probe(None, (x, y), (x, y), features=_means, val_frac=1.)
+    with pytest.raises(TypeError, match='pass features='): transfer_probe(torch.nn.Linear(2, 2), (x, y), (x, y))
