@@ -12,18 +12,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from PIL import Image
-from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, PERTURBATIONS, VAL_PERTURBATIONS, NOISE_PERTURBATIONS
 
 # %% auto #0
 __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSES', 'CIFAR100_CLASSES', 'IMAGENET_LAYOUT',
-           'TRANSFER_LAYOUTS', 'TRANSFER_SPLITS', 'DATASETS', 'Shift', 'Suite', 'embedded_suite', 'imagenet_wnids',
-           'imagenet_class_names', 'imagenet_r_wnids', 'imagenet_a_wnids', 'class_mask', 'imagenet_transform',
-           'exact_transform', 'LabelledImages', 'scan_classes', 'imagenet_val', 'imagenet_sketch', 'imagenet_v2',
-           'imagenet_r', 'imagenet_a', 'imagenet_c', 'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes',
-           'ObjectNetLogits', 'objectnet', 'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite',
-           'imagenet_suite', 'image_folder', 'flowers102', 'stanford_cars', 'fgvc_aircraft', 'cifar100', 'sun397',
-           'places365', 'inaturalist', 'tiny_imagenet', 'stylized_imagenet', 'list_datasets', 'load_dataset',
-           'transfer_splits']
+           'TRANSFER_LAYOUTS', 'IMAGENET_P_LAYOUT', 'VIDEO_EXTS', 'TRANSFER_SPLITS', 'DATASETS', 'Shift', 'Suite',
+           'embedded_suite', 'imagenet_wnids', 'imagenet_class_names', 'imagenet_r_wnids', 'imagenet_a_wnids',
+           'class_mask', 'imagenet_transform', 'exact_transform', 'LabelledImages', 'scan_classes', 'imagenet_val',
+           'imagenet_sketch', 'imagenet_v2', 'imagenet_r', 'imagenet_a', 'imagenet_c', 'imagenet_c_shifts',
+           'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet', 'objectnet_c_suite', 'ArrayImages',
+           'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder', 'flowers102', 'stanford_cars', 'fgvc_aircraft',
+           'cifar100', 'sun397', 'places365', 'inaturalist', 'tiny_imagenet', 'stylized_imagenet', 'read_video',
+           'Videos', 'imagenet_p', 'list_datasets', 'load_dataset', 'transfer_splits']
 
 # %% ../nbs/02_data.ipynb #308edeb6
 KINDS = ('clean', 'natural', 'corruption', 'adversarial')
@@ -721,6 +721,53 @@ def stylized_imagenet(root, transform=None, resize=256, crop=224, strict=True, n
                      "scripts from ImageNet val)", 1000 if strict else None)
     return Shift(name, LabelledImages(s, _tf(transform, resize, crop)), 'natural')
 
+# %% ../nbs/02_data.ipynb #h10d0010
+IMAGENET_P_LAYOUT = "<root>/<perturbation>[_2|_3 for noise difficulties]/<wnid>/*.mp4"
+VIDEO_EXTS = ('.mp4', '.avi', '.mkv', '.webm')
+
+def read_video(path) -> torch.Tensor:
+    "Every frame of the video at `path` as floats `[T,3,H,W]` in [0,1], decoded with PyAV."
+    try: import av    # optional: only ImageNet-P needs it
+    except ImportError as e: raise ImportError("reading ImageNet-P's videos needs PyAV: pip install av") from e
+    try:
+        with av.open(str(path)) as c: frames = [f.to_ndarray(format='rgb24') for f in c.decode(video=0)]
+    except Exception as e:
+        raise OSError(f"could not decode video {path} ({type(e).__name__}: {e}); it may be truncated: download it again") from e
+    if not frames: raise ValueError(f"video {path} has no frames; download it again")
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255)
+
+class Videos(Dataset):
+    "A dataset over `samples` = [(video path, label)], yielding (frames `[T,3,H,W]` in [0,1], int label)."
+    def __init__(self, samples): self.samples = list(samples); self.targets = [y for _, y in self.samples]
+    def __len__(self): return len(self.samples)
+    def __getitem__(self, i): return read_video(self.samples[i][0]), self.samples[i][1]
+    def __repr__(self):
+        "Names the files (common folder + a digest of paths and labels), so caches keyed on it never mix two datasets."
+        root = os.path.commonpath([p for p, _ in self.samples]) if self.samples else ''
+        h = hashlib.sha1(''.join(f'{p}\t{y}\n' for p, y in self.samples).encode()).hexdigest()[:12]
+        return f"Videos({root!r}, n={len(self)}, digest={h})"
+
+def imagenet_p(root, perturbation:str, difficulty:int=1, strict:bool=True) -> Videos:
+    "ImageNet-P videos of `perturbation` (the `_2`/`_3` folder for a noise `difficulty`), labelled by ImageNet index."
+    valid = PERTURBATIONS + VAL_PERTURBATIONS
+    if perturbation not in valid: raise KeyError(f"unknown ImageNet-P perturbation {perturbation!r}; valid: {', '.join(valid)}")
+    if difficulty not in (1, 2, 3): raise ValueError(f"ImageNet-P difficulty must be 1, 2 or 3, got {difficulty!r}")
+    folder = perturbation + (f'_{difficulty}' if perturbation in NOISE_PERTURBATIONS and difficulty > 1 else '')
+    d = _need_dir(Path(root)/folder, 'ImageNet-P', f"expected the layout {IMAGENET_P_LAYOUT}")
+    label_of, samples, empty = _wnid_label(what='ImageNet-P'), [], []
+    dirs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    for w in dirs:
+        vids = sorted(p for p in w.iterdir() if p.suffix.lower() in VIDEO_EXTS)
+        if not vids: empty.append(w)
+        samples += [(str(v), label_of(w)) for v in vids]
+    if empty: raise ValueError(f"ImageNet-P class folder(s) {', '.join(map(str, empty[:3]))} hold no videos ({'/'.join(VIDEO_EXTS)}); "
+                               "re-extract them")
+    if not samples: raise ValueError(f"ImageNet-P folder {d} has no <wnid>/*.mp4 videos; expected {IMAGENET_P_LAYOUT}")
+    if strict and len(dirs) != 1000:
+        raise ValueError(f"class-count mismatch: ImageNet-P folder {d} has {len(dirs)} class folders, expected 1000 "
+                         "(pass strict=False to load a subset)")
+    return Videos(samples)
+
 # %% ../nbs/02_data.ipynb #h10d0006
 TRANSFER_SPLITS = dict(flowers102=('trainval', 'test'), stanford_cars=('train', 'test'), fgvc_aircraft=('trainval', 'test'),
                        cifar100=('train', 'test'), sun397=('train', 'test'), places365=('train', 'val'),
@@ -732,7 +779,8 @@ DATASETS = dict(
     objectnet=objectnet, objectnet_c=objectnet_c_suite, imagenet_suite=imagenet_suite,
     cifar10_c=functools.partial(cifar_c_suite, num_classes=10), cifar100_c=functools.partial(cifar_c_suite, num_classes=100),
     flowers102=flowers102, stanford_cars=stanford_cars, fgvc_aircraft=fgvc_aircraft, cifar100=cifar100, sun397=sun397,
-    places365=places365, inaturalist=inaturalist, tiny_imagenet=tiny_imagenet, image_folder=image_folder)
+    places365=places365, inaturalist=inaturalist, tiny_imagenet=tiny_imagenet, image_folder=image_folder,
+    imagenet_p=imagenet_p)
 
 def list_datasets() -> list[str]:
     "Names of every dataset robust_nb can load (keys of `DATASETS`), sorted."

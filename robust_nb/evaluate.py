@@ -15,13 +15,14 @@ from torch import nn
 import torch.nn.functional as F
 from .core import cache_dir, atomic_write_json, atomic_write_bytes, make_generator, progress as _progress, safe_load, in_test
 from . import metrics as M
-from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
-from .data import Shift, Suite
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, PERTURBATIONS, NOISE_PERTURBATIONS
+from .data import Shift, Suite, imagenet_p
 
 # %% auto #0
 __all__ = ['SHIFT_COLUMNS', 'ATTACKS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift',
-           'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'fgsm', 'pgd', 'autoattack',
-           'adversarial_shift', 'adversarial_suite', 'count_params', 'flops', 'latency', 'train_ms_per_img']
+           'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'evaluate_imagenet_p', 'fgsm', 'pgd',
+           'autoattack', 'adversarial_shift', 'adversarial_suite', 'count_params', 'flops', 'latency',
+           'train_ms_per_img']
 
 # %% ../nbs/09_evaluate.ipynb #a6eeab9e
 def _h(*parts) -> str:
@@ -326,6 +327,38 @@ def evaluate_perturbations(model:nn.Module, dataset, perturbations:Sequence[str]
                 n += B
             r = dict(perturbation=p, difficulty=difficulty, n=int(n), flip_prob=fr / n,
                      t5d=t5 / n if logits.shape[-1] >= 5 else float('nan'))
+            if path is not None: atomic_write_json(r, path)
+            rows.append(r)
+    finally: model.train(was)
+    return pd.DataFrame(rows)
+
+# %% ../nbs/09_evaluate.ipynb #h10e0006
+def _video_scores(model, frames, noise, difficulty, chunk) -> tuple[float, float]:
+    "(flip probability, top-5 distance) of `model` on one video `frames` [T,3,H,W]."
+    logits = torch.cat([model(frames[i:i + chunk]).float() for i in range(0, len(frames), chunk)])[None]
+    t5 = M.top5_distance(logits, noise=noise, difficulty=difficulty) if logits.shape[-1] >= 5 else float('nan')
+    return M.flip_rate(logits, noise=noise, difficulty=difficulty), t5
+
+@torch.no_grad()
+def evaluate_imagenet_p(model:nn.Module, root, perturbations:Sequence[str]|None=None, difficulty:int=1, device=None,
+                        cache:bool=True, progress:bool=True, num_workers:int=0, strict:bool=True, chunk:int=64) -> pd.DataFrame:
+    "Flip probability and top-5 distance of `model` per perturbation on the released ImageNet-P videos under `root`."
+    perturbations = list(perturbations or PERTURBATIONS)
+    dev = _device_of(model, device); was = model.training; model.eval()
+    croot = cache_dir('eval', model_fingerprint(model)) if cache else None
+    rows = []
+    try:
+        for p in perturbations:
+            vids, noise = imagenet_p(root, p, difficulty, strict), p in NOISE_PERTURBATIONS
+            fp = _h(repr(vids), _item_digest(vids, 0), _item_digest(vids, len(vids) - 1), dev.type, inspect.getsource(_video_scores))
+            path = croot/f"P-videos-{p}-d{difficulty}-{fp}.json" if cache else None
+            if path is not None and path.exists(): rows.append(json.loads(path.read_text())); continue
+            fr = t5 = 0.
+            dl = torch.utils.data.DataLoader(vids, batch_size=None, num_workers=num_workers)
+            for frames, _ in _progress(dl, total=len(vids), desc=f'ImageNet-P {p}', disable=(not progress) or None):
+                f, t = _video_scores(model, frames.to(dev), noise, difficulty, chunk)
+                fr += f; t5 += t
+            r = dict(perturbation=p, difficulty=difficulty, n=len(vids), flip_prob=fr / len(vids), t5d=t5 / len(vids))
             if path is not None: atomic_write_json(r, path)
             rows.append(r)
     finally: model.train(was)

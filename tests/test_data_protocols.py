@@ -150,3 +150,53 @@ def test_stylized_imagenet_uses_imagenet_order(tmp_path):
     with pytest.raises(ValueError, match='class-count mismatch'): D.stylized_imagenet(tmp_path)
     _img(tmp_path/'n99999999'/'a.png')
     with pytest.raises(ValueError, match='not an ImageNet-1k wnid'): D.stylized_imagenet(tmp_path, strict=False)
+
+def _mp4(path, levels, size=32):
+    "An H.264 video of uniform grey frames (levels in 0..255), encoded with PyAV as ImageNet-P's videos are H.264."
+    av = pytest.importorskip('av')
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream('libx264', rate=10); s.width = s.height = size; s.pix_fmt = 'yuv420p'; s.options = {'qp': '0'}
+        for v in levels:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.full((size, size, 3), v, np.uint8), format='rgb24')): c.mux(pkt)
+        for pkt in s.encode(): c.mux(pkt)
+    return path
+
+class _Brightness(torch.nn.Module):
+    "5 classes, one per centre 0, .25, .5, .75, 1: logits = -(mean brightness - centre)^2, so rankings are known by hand."
+    def forward(self, x): return -(x.mean((1, 2, 3))[:, None] - torch.linspace(0, 1, 5)) ** 2
+
+LEVELS = [0, 0, 115, 115, 255, 255]   # predictions 0 0 2 2 4 4; rankings [0,1,2,3,4] -> [2,1,3,0,4] -> [4,3,2,1,0]
+
+def test_imagenet_p_videos(tmp_path):
+    w = D.imagenet_wnids()
+    _mp4(tmp_path/'rotate'/w[4]/'v1.mp4', LEVELS); _mp4(tmp_path/'rotate'/w[1]/'v0.mp4', LEVELS[:3])
+    _mp4(tmp_path/'gaussian_noise_2'/w[4]/'v1.mp4', LEVELS)
+    v = D.imagenet_p(tmp_path, 'rotate', strict=False)
+    assert v.targets == [1, 4] and 'imagenet_p' in D.list_datasets()
+    frames, y = v[1]
+    assert frames.shape == (6, 3, 32, 32) and y == 4
+    assert (frames.mean((1, 2, 3)) * 255 - torch.tensor(LEVELS, dtype=torch.float)).abs().max() < 2   # qp=0: near-lossless
+    assert D.imagenet_p(tmp_path, 'gaussian_noise', difficulty=2, strict=False).targets == [4]     # noise difficulty = folder
+    with pytest.raises(FileNotFoundError, match=r'gaussian_noise_3 does not exist.*<wnid>/\*.mp4'): D.imagenet_p(tmp_path, 'gaussian_noise', 3)
+    with pytest.raises(ValueError, match='class-count mismatch'): D.imagenet_p(tmp_path, 'rotate')
+    with pytest.raises(KeyError, match='valid: gaussian_noise'): D.imagenet_p(tmp_path, 'fog')
+    (tmp_path/'rotate'/w[4]/'v1.mp4').write_bytes(b'\0' * 100)
+    with pytest.raises(OSError, match='could not decode video .*v1.mp4'): v[1]
+
+def test_evaluate_imagenet_p_hand_computed(tmp_path, monkeypatch):
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path/'cache'))
+    from robust_nb import evaluate as E, metrics as M
+    w = D.imagenet_wnids()
+    for p in ('rotate', 'gaussian_noise'): _mp4(tmp_path/p/w[0]/'v.mp4', LEVELS)
+    m = _Brightness()
+    t = E.evaluate_imagenet_p(m, tmp_path, ['rotate', 'gaussian_noise'], strict=False, progress=False).set_index('perturbation')
+    assert t.flip_prob['rotate'] == pytest.approx(2 / 5)            # consecutive frames: 0-0, 0-2, 2-2, 2-4, 4-4
+    assert t.flip_prob['gaussian_noise'] == pytest.approx(4 / 5)    # noise: every frame against the first
+    assert t.t5d['rotate'] == pytest.approx((0 + 6 + 0 + 10 + 0) / 5)
+    t2 = E.evaluate_imagenet_p(m, tmp_path, ['rotate'], difficulty=2, strict=False, progress=False)
+    assert t2.flip_prob[0] == 1                                     # stride 2: 0-2, 0-2, 2-4, 2-4
+    assert M.mfr(dict(zip(t.index, t.flip_prob)), {'rotate': .4, 'gaussian_noise': .4}) == pytest.approx(150)
+    cached = E.evaluate_imagenet_p(m, tmp_path, ['rotate', 'gaussian_noise'], strict=False, progress=False)
+    assert cached.flip_prob.tolist() == t.flip_prob.tolist()
+    assert len(list((tmp_path/'cache').rglob('P-videos-*.json'))) == 3   # rotate d1, d2, gaussian_noise
