@@ -200,3 +200,18 @@ def test_evaluate_imagenet_p_hand_computed(tmp_path, monkeypatch):
     cached = E.evaluate_imagenet_p(m, tmp_path, ['rotate', 'gaussian_noise'], strict=False, progress=False)
     assert cached.flip_prob.tolist() == t.flip_prob.tolist()
     assert len(list((tmp_path/'cache').rglob('P-videos-*.json'))) == 3   # rotate d1, d2, gaussian_noise
+
+def test_linear_probe_on_a_transfer_split(tmp_path):
+    "The paper's protocol end to end: standard splits of a fabricated Tiny-ImageNet -> frozen features -> linear probe."
+    from robust_nb.baselines import transfer_probe
+    t = _tiny(tmp_path)
+    for w, v in (('n01', 20), ('n02', 230)):                     # separable by brightness: dark goldfish, bright sharks
+        for i in range(4): Image.fromarray(np.full((64, 64, 3), v + i, np.uint8)).save(t/'train'/w/'images'/f'{w}_{i}.JPEG')
+    for f, v in (('val_0', 228), ('val_1', 22), ('val_2', 225)): Image.fromarray(np.full((64, 64, 3), v, np.uint8)).save(t/'val'/'images'/f'{f}.JPEG')
+    class Mean(torch.nn.Module):
+        def __init__(self): super().__init__(); self.unused = torch.nn.Parameter(torch.zeros(1))   # transfer_probe needs a parameter
+        def forward_features(self, x): return x.mean((2, 3))
+        def forward_head(self, f, pre_logits=False): return f
+    tr, te = D.transfer_splits('tiny_imagenet', tmp_path)
+    p = transfer_probe(Mean(), tr, te, val_frac=.25, num_classes=len(tr.classes))
+    assert p.accuracy == 1 and p.n_test == 3
