@@ -10,11 +10,11 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET_TRAIN_LAYOUT', 'IMAGENET_SUITE_LAYOUT',
-           'RECIPE_NAMES', 'VARIANT_NAMES', 'METHOD_NAMES', 'TOOLS', 'CLIError', 'run_tool', 'seed_everything',
-           'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch', 'check_weights',
-           'load_weights', 'resolve_model', 'model_classes', 'read_classes', 'resolve_data', 'num_data_classes',
-           'resolve_vq', 'corrupt_main', 'teacher_main', 'distill_main', 'dad_generate_main', 'dad_train_main',
-           'eval_main', 'quickstart_main', 'main']
+           'RECIPE_NAMES', 'VARIANT_NAMES', 'METHOD_NAMES', 'TOOLS', 'CLIError', 'run_tool', 'resolve_device',
+           'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch', 'check_weights', 'load_weights',
+           'resolve_model', 'model_classes', 'read_classes', 'resolve_data', 'num_data_classes', 'resolve_vq',
+           'corrupt_main', 'teacher_main', 'distill_main', 'dad_generate_main', 'dad_train_main', 'eval_main',
+           'quickstart_main', 'main']
 
 # %% ../nbs/17_cli.ipynb #h2cli006
 class CLIError(Exception):
@@ -88,10 +88,10 @@ def _common(p, seed:bool=True, device:bool=True, min_free:bool=True):
     return p
 
 # %% ../nbs/17_cli.ipynb #h2cli012
-def seed_everything(seed:int):
-    "Seed Python's, NumPy's and torch's global generators (before any model is built)."
-    import random, numpy as np, torch
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+def _seed(seed:int):
+    "`engine.seed_everything`: Python, NumPy and torch (CPU and GPUs), before any model is built."
+    from robust_nb.engine import seed_everything
+    seed_everything(seed)
 
 def resolve_device(spec:str|None='auto'):
     "`auto` (CUDA when available, else CPU), or a torch device string that this machine has."
@@ -424,7 +424,7 @@ SRC layout: SRC/<class>/<image> (e.g. /data/imagenet/val/n01440764/ILSVRC2012_va
     return _common(p)
 
 def _corrupt(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     corruptions, classes, device = a.corruptions, a.classes, resolve_device(a.device)
     if a.extra:
         from robust_nb.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
@@ -444,7 +444,7 @@ def corrupt_main(argv=None) -> None:
     run_tool(_corrupt_parser(), _corrupt, argv)
 
 # %% ../nbs/17_cli.ipynb #h2cli034
-RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix', 'randaugment', 'augreg')   # robust_nb.teacher.RECIPES (a test keeps them equal)
+RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix')   # robust_nb.teacher.RECIPES (a test keeps them equal)
 
 def _teacher_parser():
     p = _parser('robust_nb_teacher', "Robustify a teacher: train it with a robustness recipe through robust_nb.engine.fit "
@@ -494,7 +494,7 @@ def _teacher_data(a):
     return resolve_data(a.data, n=a.n if embedded else None, size=size, seed=a.seed, classes=a.classes, transform=tf), size, embedded
 
 def _teacher(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     _check_specs(a, 'model')
     device = resolve_device(a.device)
     from robust_nb.teacher import RECIPES, robustify_teacher
@@ -503,7 +503,7 @@ def _teacher(a):
     out = Path(a.out); ckpt = Path(a.ckpt_dir) if a.ckpt_dir else out.parent / f'ckpt-{out.stem}'
     with _lock(out, 'robust_nb_teacher', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_teacher', 0):
         d, size, embedded = _teacher_data(a)
-        seed_everything(a.seed)                                                        # the model's init does not depend on the data
+        _seed(a.seed)                                                        # the model's init does not depend on the data
         model = resolve_model(a.model, num_data_classes(d), d.names, new_head=a.new_head, pretrained=False)
         kw = {}
         if 'severity' in inspect.signature(RECIPES[a.recipe]).parameters:
@@ -567,7 +567,7 @@ def _as_tensors(d:Data):
     return torch.stack(xs), torch.as_tensor(ys)
 
 def _distill(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     _check_specs(a, 'student', 'teacher')
     device = _launch_device(a)
     out = Path(a.out)
@@ -575,7 +575,7 @@ def _distill(a):
         embedded = str(a.data).startswith('embedded')
         d = resolve_data(a.data, n=a.n, size=a.size or (32 if embedded else 224), seed=a.seed, classes=a.classes)
         nc = num_data_classes(d)
-        seed_everything(a.seed)
+        _seed(a.seed)
         from robust_nb.models import StagedModel
         st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student')
         if not isinstance(st, StagedModel): raise CLIError(f"--student {a.student} is not a staged timm/CLIP model; use embedded:resnet, timm:<name> or clip:<arch>")
@@ -634,7 +634,7 @@ def _dad_data(a):
     return resolve_data(a.data, n=a.n, size=a.size or (16 if embedded else 224), seed=a.seed, classes=a.classes)
 
 def _dad_generate(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     _check_specs(a, 'teacher')
     device = _launch_device(a)
     with _lock(a.out, 'robust_nb_dad_generate', a.min_free_gb):
@@ -684,7 +684,7 @@ def _dad_train_parser():
     return _common(p)
 
 def _dad_train(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     _check_specs(a, 'student', 'teacher')
     device = resolve_device(a.device)
     from robust_nb.dad import DADShards, DADPairs, METHODS, distil
@@ -700,7 +700,7 @@ def _dad_train(a):
         nc = num_data_classes(d)
         teacher = resolve_model(a.teacher, nc, d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
         vq = resolve_vq(a.vq) if a.method.startswith('dat') else None
-        seed_everything(a.seed)
+        _seed(a.seed)
         student = resolve_model(a.student, nc, d.names, new_head=a.new_head, pretrained=False, what='--student')
         t0 = time.time()
         student = distil(student, a.method, DADPairs(d.data, shards, teacher=teacher), teacher=teacher, vq=vq, epochs=a.epochs,
@@ -746,7 +746,7 @@ def _eval_parser():
     return _common(p)
 
 def _eval(a):
-    seed_everything(a.seed)
+    _seed(a.seed)
     _check_specs(a, 'model')
     device = resolve_device(a.device)
     from robust_nb import data
@@ -792,7 +792,7 @@ robust_nb_dad_train and robust_nb_eval --suite imagenet (each --help shows the I
 
 def _quickstart(a):
     if a.device == 'cpu': os.environ['CUDA_VISIBLE_DEVICES'] = ''      # before CUDA is first queried: every stage then runs on CPU
-    seed_everything(a.seed)
+    _seed(a.seed)
     device = resolve_device(a.device)
     if device.type == 'cuda' and device.index: raise CLIError(f"select the GPU with CUDA_VISIBLE_DEVICES={device.index} and --device cuda")
     from robust_nb.quickstart import quickstart

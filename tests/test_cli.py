@@ -258,3 +258,40 @@ def test_clip_specs(tmp_path, capsys):
 def test_device_flag_everywhere(capsys):
     for name, p in PARSERS.items(): assert '--device' in p().format_help(), name
     assert 'not a torch device' in user_error(capsys, cli.quickstart_main, ['--device', 'tpu9'])
+
+def _resume_run(tmp_path, monkeypatch, tag, extra, stop_after=None):
+    "A tiny teacher run through the console script; `stop_after`: stop as if killed after that many steps (no final checkpoint)."
+    import robust_nb.teacher as T
+    out = tmp_path / tag / 'teacher.pt'
+    args = ['--recipe', 'standard', '--size', '16', '--batch-size', '8', '--max-steps', '6', '--ckpt-every', '2', '--out', str(out), *extra]
+    if stop_after:
+        with monkeypatch.context() as m:
+            fit = T.fit
+            m.setattr(T, 'fit', lambda *a, **k: fit(*a, stop_after=stop_after, **k))
+            cli.teacher_main(args)
+        assert safe_load(out.parent / 'ckpt-teacher' / 'last.pt')['step'] == 2
+    steps, recipe = [], T.RECIPES['standard']
+    def counting(**kw):
+        f = recipe(**kw)
+        return lambda model, batch: (steps.append(1), f(model, batch))[1]
+    with monkeypatch.context() as m:
+        m.setitem(T.RECIPES, 'standard', counting)
+        cli.teacher_main(args)
+    assert len(steps) == (4 if stop_after else 6)                          # the rerun resumed at step 3
+    return safe_load(out)['state_dict']
+
+@pytest.mark.parametrize('data', ['embedded', 'folder'])
+def test_teacher_kill_and_resume_is_exact(tmp_path, monkeypatch, data):
+    "Stopped after 3 steps (checkpoint at 2), rerun with the same command: the same weights as one uninterrupted run."
+    if data == 'folder':
+        from PIL import Image
+        g = torch.Generator().manual_seed(0)
+        for c in ('a', 'b'):
+            (tmp_path / 'imgs' / c).mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(torch.randint(0, 256, (20, 20, 3), generator=g, dtype=torch.uint8).numpy()).save(tmp_path / 'imgs' / c / f'{i}.png')
+        extra = ['--data', str(tmp_path / 'imgs'), '--workers', '1']
+    else: extra = ['--n', '48']
+    ref = _resume_run(tmp_path, monkeypatch, 'ref', extra)
+    res = _resume_run(tmp_path, monkeypatch, 'res', extra, stop_after=3)
+    assert all(torch.equal(ref[k], res[k]) for k in ref)
