@@ -369,6 +369,7 @@ IMAGENET_SUITE_LAYOUT = """robust_nb_eval --suite imagenet --root ROOT reads whi
   ROOT/sketch/<wnid>/*.JPEG                                    ImageNet-Sketch
   ROOT/imagenet-r/<wnid>/*.jpg                                 ImageNet-R (200 classes)
   ROOT/imagenet-a/<wnid>/*.jpg                                 ImageNet-A (200 classes)
+  ROOT/stylized-imagenet/<wnid>/*                              Stylized-ImageNet (restyled val)
   ROOT/objectnet-1.0/images/<class>/*.png                      ObjectNet (113 ImageNet classes)
   ROOT/imagenet-c/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C (robust_nb_corrupt builds one)"""
 
@@ -444,7 +445,7 @@ def corrupt_main(argv=None) -> None:
     run_tool(_corrupt_parser(), _corrupt, argv)
 
 # %% ../nbs/17_cli.ipynb #h2cli034
-RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix')   # robust_nb.teacher.RECIPES (a test keeps them equal)
+RECIPE_NAMES = ('standard', 'augmix', 'augmix+deepaugment', 'pixmix', 'augmix+pixmix', 'randaugment', 'augreg')   # teacher.RECIPES (a test keeps them equal)
 
 def _teacher_parser():
     p = _parser('robust_nb_teacher', "Robustify a teacher: train it with a robustness recipe through robust_nb.engine.fit "

@@ -19,11 +19,11 @@ __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSE
            'TRANSFER_LAYOUTS', 'IMAGENET_P_LAYOUT', 'VIDEO_EXTS', 'TRANSFER_SPLITS', 'DATASETS', 'Shift', 'Suite',
            'embedded_suite', 'imagenet_wnids', 'imagenet_class_names', 'imagenet_r_wnids', 'imagenet_a_wnids',
            'class_mask', 'imagenet_transform', 'exact_transform', 'LabelledImages', 'scan_classes', 'imagenet_val',
-           'imagenet_sketch', 'imagenet_v2', 'imagenet_r', 'imagenet_a', 'imagenet_c', 'imagenet_c_shifts',
-           'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet', 'objectnet_c_suite', 'ArrayImages',
-           'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder', 'flowers102', 'stanford_cars', 'fgvc_aircraft',
-           'cifar100', 'sun397', 'places365', 'inaturalist', 'tiny_imagenet', 'stylized_imagenet', 'read_video',
-           'Videos', 'imagenet_p', 'list_datasets', 'load_dataset', 'transfer_splits']
+           'imagenet_sketch', 'imagenet_v2', 'imagenet_r', 'imagenet_a', 'stylized_imagenet', 'imagenet_c',
+           'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet',
+           'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder',
+           'flowers102', 'stanford_cars', 'fgvc_aircraft', 'cifar100', 'sun397', 'places365', 'inaturalist',
+           'tiny_imagenet', 'read_video', 'Videos', 'imagenet_p', 'list_datasets', 'load_dataset', 'transfer_splits']
 
 # %% ../nbs/02_data.ipynb #308edeb6
 KINDS = ('clean', 'natural', 'corruption', 'adversarial')
@@ -348,6 +348,14 @@ def imagenet_a(root, transform=None, resize=256, crop=224, strict=True, name='im
                      200 if strict else None)
     return Shift(name, LabelledImages(s, _tf(transform, resize, crop)), 'natural', class_mask=class_mask(wn))
 
+# %% ../nbs/02_data.ipynb #h10d0013
+def stylized_imagenet(root, transform=None, resize=256, crop=224, strict=True, name='stylized_imagenet') -> Shift:
+    "Stylized-ImageNet val (Geirhos et al. 2019): wnid folders, labelled by ImageNet class index (not folder position)."
+    s = scan_classes(root, _wnid_label(what='Stylized-ImageNet'), 'Stylized-ImageNet',
+                     "point root at the stylized val folder of 1000 wnid folders (made with the stylize-datasets "
+                     "scripts from ImageNet val)", 1000 if strict else None)
+    return Shift(name, LabelledImages(s, _tf(transform, resize, crop)), 'natural')
+
 # %% ../nbs/02_data.ipynb #b1fd97e5
 def imagenet_c(root, corruption:str, severity:int, size:int|None=224, strict=True, name=None) -> Shift:
     "One ImageNet-C (corruption, severity) from `root/corruption/severity/wnid/*`, converted to tensors without resizing."
@@ -482,11 +490,11 @@ def cifar_c_suite(root, num_classes:int=10, clean=None, corruptions=None, severi
 
 # %% ../nbs/02_data.ipynb #489290f2
 IMAGENET_LAYOUT = dict(val='val', v2='imagenetv2-matched-frequency-format-val', sketch='sketch', r='imagenet-r',
-                       a='imagenet-a', objectnet='objectnet-1.0/images', c='imagenet-c')
+                       a='imagenet-a', stylized='stylized-imagenet', objectnet='objectnet-1.0/images', c='imagenet-c')
 
 def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop=224, c_size=224, strict=True,
                    corruptions=None, severities=SEVERITIES, objectnet_protocol='max_over_mapped') -> Suite:
-    "The ImageNet robustness suite from whichever of val/v2/sketch/r/a/objectnet/c exist under `root` (see `IMAGENET_LAYOUT`)."
+    "The ImageNet robustness suite from whichever of val/v2/sketch/r/a/stylized/objectnet/c exist under `root` (see `IMAGENET_LAYOUT`)."
     unknown = set(layout or {}) - set(IMAGENET_LAYOUT)
     if unknown: raise KeyError(f"unknown layout keys {sorted(unknown)}; valid: {list(IMAGENET_LAYOUT)}")
     lay = {**IMAGENET_LAYOUT, **(layout or {})}; root = Path(root)
@@ -494,7 +502,7 @@ def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop
     if not p: raise FileNotFoundError(f"no ImageNet test set found under {root}; expected any of: "
                                       + ', '.join(str(root/v) for v in lay.values()) + " (override names with layout=)")
     kw = dict(transform=transform, resize=resize, crop=crop, strict=strict)
-    loaders = dict(val=imagenet_val, v2=imagenet_v2, sketch=imagenet_sketch, r=imagenet_r, a=imagenet_a)
+    loaders = dict(val=imagenet_val, v2=imagenet_v2, sketch=imagenet_sketch, r=imagenet_r, a=imagenet_a, stylized=stylized_imagenet)
     shifts = [loaders[k](p[k], **kw) for k in loaders if k in p]
     if 'objectnet' in p: shifts.append(objectnet(p['objectnet'], objectnet_protocol, **kw))
     if 'c' in p: shifts += imagenet_c_shifts(p['c'], corruptions, severities, c_size, strict)
@@ -713,13 +721,6 @@ def tiny_imagenet(root, split:str='val', transform=None, resize=None, crop=None)
             w, _, name = l.partition('\t')
             if w in idx: names[w] = name.split(',')[0].strip()
     return _file_set(samples, [names.get(w, w) for w in wnids], 'Tiny-ImageNet', split, transform, resize, crop)
-
-def stylized_imagenet(root, transform=None, resize=256, crop=224, strict=True, name='stylized_imagenet') -> Shift:
-    "Stylized-ImageNet val (Geirhos et al. 2019): wnid folders, labelled by ImageNet class index (not folder position)."
-    s = scan_classes(root, _wnid_label(what='Stylized-ImageNet'), 'Stylized-ImageNet',
-                     "point root at the stylized val folder of 1000 wnid folders (made with the stylize-datasets "
-                     "scripts from ImageNet val)", 1000 if strict else None)
-    return Shift(name, LabelledImages(s, _tf(transform, resize, crop)), 'natural')
 
 # %% ../nbs/02_data.ipynb #h10d0010
 IMAGENET_P_LAYOUT = "<root>/<perturbation>[_2|_3 for noise difficulties]/<wnid>/*.mp4"

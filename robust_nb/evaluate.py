@@ -416,7 +416,7 @@ def adversarial_shift(shift, attack:str='pgd', eps:float=4/255, name:str|None=No
     "`shift`'s images under `attack` with L-inf budget `eps` (attack settings in `kwargs`), as a kind='adversarial' Shift."
     ps = _attack_params(attack, kwargs)
     if not eps >= 0: raise ValueError(f"eps must be >= 0 (an L-inf budget on images in [0,1], e.g. 4/255), got {eps!r}")
-    tag = ''.join(f"-{k}{v}" for k, v in ps.items() if k in ('steps', 'version'))
+    tag = (f"-steps{ps['steps']}" if 'steps' in ps else '') + (f"-{ps['version']}" if 'version' in ps else '')
     return Shift(name or f"{attack}-eps{round(eps * 255, 4):g}_255{tag}", shift.dataset, 'adversarial',
                  class_mask=shift.class_mask, logit_transform=shift.logit_transform,
                  info=dict(attack=attack, eps=float(eps), **ps, clean=shift.name))

@@ -215,3 +215,9 @@ def test_linear_probe_on_a_transfer_split(tmp_path):
     tr, te = D.transfer_splits('tiny_imagenet', tmp_path)
     p = transfer_probe(Mean(), tr, te, val_frac=.25, num_classes=len(tr.classes))
     assert p.accuracy == 1 and p.n_test == 3
+
+def test_imagenet_suite_picks_up_stylized(tmp_path):
+    w = D.imagenet_wnids()
+    for k in (0, 9): _img(tmp_path/'val'/w[k]/'a.png'); _img(tmp_path/'stylized-imagenet'/w[k]/'a.png')
+    s = D.imagenet_suite(tmp_path, strict=False)
+    assert s.names == ['imagenet', 'stylized_imagenet'] and s['stylized_imagenet'].dataset.targets == [0, 9]
