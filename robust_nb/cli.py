@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_cli.ipynb #h2cli004
 from __future__ import annotations
-import argparse, difflib, hashlib, json, os, sys, time
+import argparse, difflib, json, os, sys, time
 from collections import namedtuple
 from pathlib import Path
 
