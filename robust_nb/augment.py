@@ -59,6 +59,13 @@ def apply_lut(x, lut, v=None):
     v = _levels(x) if v is None else v
     return (lut.to(torch.float32).gather(2, v) / 255).view_as(x).to(x.dtype)
 
+def _levels8(x): return (x * 255).round_().to(torch.uint8)   # [B,3,H,W] uint8 levels (x is checked to lie in [-.001, 1.001])
+
+def _lookup8(x, lut):
+    "Map uint8 `x` [n,3,H,W] through per-(image, channel) tables `lut` [n,3,256] of levels: uint8 out, one gather with int32 indices."
+    offs = torch.arange(x.shape[0] * 3, device=x.device, dtype=torch.int32).view(-1, 3, 1, 1) * 256
+    return lut.to(torch.uint8).reshape(-1).index_select(0, x.int().add_(offs).view(-1)).view_as(x)  # (x + offs: 6x slower)
+
 def _identity_lut(b, device): return torch.arange(256, device=device, dtype=torch.float64).expand(b, 3, 256)
 
 def _lut_autocontrast(v):
@@ -70,8 +77,8 @@ def _lut_autocontrast(v):
 
 def _lut_equalize(v):
     "PIL `equalize`: step = (N - h[last]) // 255, lut[i] = (step//2 + Σ_{j<i} h[j]) // step; identity if step = 0."
-    rows = torch.arange(v.shape[0] * 3, device=v.device).view(v.shape[0], 3, 1) * 256
-    hist = torch.bincount((v + rows).flatten(), minlength=v.shape[0] * 3 * 256).view(v.shape[0], 3, 256)
+    rows = torch.arange(v.shape[0] * 3, device=v.device, dtype=torch.int32).view(v.shape[0], 3, 1) * 256  # uint8 v: int32 sums
+    hist = torch.bincount(v.to(torch.int32, copy=True).add_(rows).flatten(), minlength=v.shape[0] * 3 * 256).view(v.shape[0], 3, 256)
     last = hist.gather(2, (hist > 0).long().cumsum(2).argmax(2, keepdim=True))   # count in the highest non-empty bin
     step = (v.shape[2] - last) // 255
     lut = ((step // 2 + hist.cumsum(2) - hist) // step.clamp_min(1)).clamp(0, 255).double()
@@ -110,11 +117,11 @@ def affine(x, M):
     S = torch.tensor([[2 / w, 0, -1], [0, 2 / h, -1], [0, 0, 1]], device=x.device, dtype=torch.float32)  # pixels -> [-1,1]
     M3 = torch.cat([M.float(), S[2:].expand(b, 1, 3)], 1)
     t = (S @ M3 @ torch.linalg.inv(S))[:, :2].to(x.dtype).view(b, 2, 3, 1, 1)     # the same map in normalised coords
-    gx = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, w)
-    gy = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(h, 1)
-    grid = torch.stack([t[:, 0, 0] * gx + t[:, 0, 1] * gy + t[:, 0, 2],              # = F.affine_grid, without its
-                        t[:, 1, 0] * gx + t[:, 1, 1] * gy + t[:, 1, 2]], -1)         # slow K=3 bmm on CPU
-    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+    gx = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    gy = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    grid = torch.empty(b, 2, h, w, device=x.device, dtype=x.dtype)                 # = F.affine_grid, without its slow K=3
+    for k in range(2): torch.add(t[:, k, 0] * gx, t[:, k, 1] * gy + t[:, k, 2], out=grid[:, k])    # bmm; planes, not
+    return F.grid_sample(x, grid.permute(0, 2, 3, 1), mode='bilinear', padding_mode='zeros', align_corners=False)  # stack: 80x
 
 # %% ../nbs/06_augment.ipynb #e99051fe
 AUGMIX_OPS = ('autocontrast', 'equalize', 'posterize', 'rotate', 'solarize', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
@@ -140,9 +147,63 @@ def _geometric(x, op, level, sign):
     M[:, 1, 2] = torch.where(op == 8, _int_param(level, h / 3) * sign, M[:, 1, 2])
     return affine(x, M)
 
+def _translate8(x, tx, ty):
+    "Integer translations `out(p) = x(p + (tx, ty))` per image, zero fill: the bilinear warp of `_geometric`, exactly, as slice copies."
+    out = torch.zeros_like(x); H, W = x.shape[-2:]
+    for i, (a, b) in enumerate(zip(tx.long().tolist(), ty.long().tolist())):
+        if abs(a) < W and abs(b) < H:
+            out[i, :, max(-b, 0):H - max(b, 0), max(-a, 0):W - max(a, 0)] = x[i, :, max(b, 0):H + min(b, 0), max(a, 0):W + min(a, 0)]
+    return out
+
+_LOOP_MIN_PIXELS = 64 * 64   # from this image size on, per-image copies (memcpy) beat batched index ops and grid_sample shifts
+
+def _take(x, idx):
+    "Rows `idx` of `x` (`index_select`, or per-row copies for big images: 10x faster on CPU for uint8)."
+    return torch.stack([x[i] for i in idx.tolist()]) if x[0, 0].numel() >= _LOOP_MIN_PIXELS else x.index_select(0, idx)
+
+def _put(out, idx, y):
+    "`out[idx] = y` (`index_copy_`, or per-row copies for big images)."
+    if out[0, 0].numel() < _LOOP_MIN_PIXELS: return out.index_copy_(0, idx, y)
+    for k, i in enumerate(idx.tolist()): out[i].copy_(y[k])
+    return out
+
+def _apply_ops8(x, op, level, sign, inplace:bool=False):
+    """`apply_ops` on uint8 levels `x`, ops grouped by type on the host: autocontrast, equalize and solarize as table
+    look-ups, posterize as a bit mask, rotate/shear as one float `grid_sample` rounded to 8 bit, and on big images
+    translations as slice copies. Every image gets at most one op, so each group reads and writes its own rows."""
+    out = x if inplace else x.clone()
+    h, w = x.shape[-2:]; big = h * w >= _LOOP_MIN_PIXELS
+    groups = {}
+    for i, o in enumerate(op.tolist()):
+        if o >= 0: groups.setdefault(o, []).append(i)
+    def rows(*ks): return torch.tensor(sorted(i for k in ks for i in groups.get(k, ())), dtype=torch.long, device=x.device)
+    for k in (0, 1, 4):
+        if k not in groups: continue
+        ii = rows(k); xs = _take(x, ii)
+        lut = (_lut_autocontrast(xs.flatten(2)) if k == 0 else _lut_equalize(xs.flatten(2)) if k == 1 else
+               _lut_solarize(256 - _int_param(level[ii], 256), len(ii), x.device))
+        _put(out, ii, _lookup8(xs, lut))
+    if 2 in groups:                                                                # posterize: keep the top bits
+        ii = rows(2); mask = (255 << (8 - (4 - _int_param(level[ii], 4)).long())) & 255
+        if big:
+            for i, m_ in zip(ii.tolist(), mask.tolist()): out[i].bitwise_and_(m_)
+        else: out.index_copy_(0, ii, x.index_select(0, ii) & mask.to(torch.uint8).view(-1, 1, 1, 1))
+    if big and (7 in groups or 8 in groups):                                       # integer translations
+        ii = rows(7, 8); o = op[ii]
+        _put(out, ii, _translate8(_take(x, ii), torch.where(o == 7, _int_param(level[ii], w / 3) * sign[ii], 0),
+                                  torch.where(o == 8, _int_param(level[ii], h / 3) * sign[ii], 0)))
+    ii = rows(3, 5, 6) if big else rows(3, 5, 6, 7, 8)
+    if len(ii):    # bilinear values lie in [0, 255]: + .5 and truncation rounds them like PIL
+        y = _geometric(_take(x, ii).float(), op[ii], level[ii], sign[ii])
+        _put(out, ii, y.add_(.5).to(torch.uint8))
+    return out
+
 def apply_ops(x, op, level, sign, inplace:bool=False):
     """Apply AugMix op `op[i]` (index into `AUGMIX_OPS`, -1 = identity) with level `level[i]` and sign `sign[i]` to
-    image `i`: each op runs once on the sub-batch that chose it, all geometric ops in one `grid_sample`."""
+    image `i`: each op runs once on the sub-batch that chose it, all geometric ops in one `grid_sample`.
+    `x` is float in [0,1], or uint8 levels 0..255: then every op's result is rounded to 8 bit, as PIL's and
+    torchvision's are, and the work moves a quarter of the bytes (what `augmix` uses)."""
+    if x.dtype == torch.uint8: return _apply_ops8(x, op, level, sign, inplace)
     out = x if inplace else x.clone()
     pt = ((op >= 0) & (op <= 4) & (op != 3)).nonzero().squeeze(1)                   # point ops: one LUT pass
     if len(pt):
@@ -158,6 +219,8 @@ def apply_ops(x, op, level, sign, inplace:bool=False):
     return out
 
 # %% ../nbs/06_augment.ipynb #4c1e9469
+_CHUNK_VALUES = 1 << 20   # images are augmented in chunks of about this many values: temporaries stay small and in cache
+
 def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generator=None):
     """AugMix (Hendrycks et al. 2020, Alg. 1) on a batch `x` [B,3,H,W] in [0,1], per-image randomness.
     `severity` 1..10 scales op magnitudes (3 for CIFAR, 1 for ImageNet in the paper), `width` chains per image,
@@ -174,12 +237,18 @@ def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generat
     ops = _randint(0, len(AUGMIX_OPS), max_d, n, **kw)
     levels = _rand(max_d, n, **kw) * (severity - 0.1) + 0.1                       # U(0.1, severity)
     signs = torch.where(_rand(max_d, n, **kw) < 0.5, -1., 1.)
-    chains = x.repeat(width, 1, 1, 1)                                             # chain j of image i at j*B+i
-    for s in range(max_d):
-        chains = apply_ops(chains, torch.where(d > s, ops[s], -1), levels[s], signs[s], inplace=True)
-    mix = torch.einsum('bk,kbchw->bchw', ws.to(x.dtype), chains.view(width, *x.shape))
-    m = m.view(b, 1, 1, 1)
-    return ((1 - m) * x + m * mix).clamp(0, 1)
+    ops = torch.where(d > torch.arange(max_d, device=dev).view(-1, 1), ops, -1)   # -1: the chain has ended
+    w, m = (ws.t() / 255).to(x.dtype), m.to(x.dtype).view(b, 1, 1, 1)            # [width,B] (levels -> [0,1]), [B,1,1,1]
+    out, step = torch.empty_like(x), max(1, _CHUNK_VALUES // max(x[0].numel(), 1))  # (at 224 px fresh 100 MB temporaries
+    for i in range(0, b, step):                                                   # cost more in page faults than the ops)
+        k = min(step, b - i)
+        col = (torch.arange(width, device=dev).view(-1, 1) * b + torch.arange(i, i + k, device=dev)).view(-1)
+        chains = _levels8(x[i:i + k]).repeat(width, 1, 1, 1)                      # chain j of image i+l at j*k+l, uint8
+        for s in range(max_d): apply_ops(chains, ops[s, col], levels[s, col], signs[s, col], inplace=True)
+        mix = torch.zeros_like(x[i:i + k])
+        for j in range(width): mix.addcmul_(chains[j * k:(j + 1) * k], w[j, i:i + k].view(k, 1, 1, 1))
+        torch.lerp(x[i:i + k], mix, m[i:i + k], out=out[i:i + k])                 # (1-m)·x + m·mix
+    return out.clamp_(0, 1)
 
 # %% ../nbs/06_augment.ipynb #6a9c1317
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -153,3 +153,24 @@ def test_registry_and_mixup():
     with pytest.raises(KeyError, match='valid names'): AUGMENTATIONS['nope']
     xm, ym = mixup_cutmix(5)(x.clone(), torch.arange(4))
     assert ym.shape == (4, 5) and torch.allclose(ym.sum(1), torch.ones(4))
+
+@pytest.mark.parametrize('size', [16, 72])   # 72 px: translations as slice copies, rows moved one by one
+def test_apply_ops_on_uint8_levels_match_the_float_ops(size):
+    "augmix's uint8 chains: point ops and translations bit-exact, rotate/shear the same bilinear value rounded to 8 bit."
+    x8 = (_imgs(2 * len(AUGMIX_OPS), size, seed=2) * 255).round()
+    ops = torch.arange(len(AUGMIX_OPS)).repeat(2)
+    lv = torch.rand(len(ops), generator=make_generator(0)) * 9.9 + .1
+    sg = torch.where(torch.rand(len(ops), generator=make_generator(1)) < .5, -1., 1.)
+    ref = apply_ops(x8 / 255, ops, lv, sg) * 255
+    got = apply_ops(x8.to(torch.uint8), ops, lv, sg)
+    assert got.dtype == torch.uint8
+    exact = (ops != 3) & (ops != 5) & (ops != 6)
+    assert torch.equal(got[exact].float(), ref[exact].round())
+    assert (got[~exact].float() - ref[~exact]).abs().max() <= .5 + 1e-3
+
+def test_augmix_chunks_do_not_change_the_result(monkeypatch):
+    import robust_nb.augment as A
+    x = _imgs(5, 24)
+    a = augmix(x, generator=make_generator(7))
+    monkeypatch.setattr(A, '_CHUNK_VALUES', 2 * 3 * 24 * 24)   # two images per chunk
+    assert torch.equal(a, augmix(x, generator=make_generator(7)))
