@@ -4,8 +4,15 @@
    (how hendrycks/robustness `ImageNet-P/test.py` computes them), on N videos x T frames x C classes of random logits.
    Checks both give the same numbers, prints the speed ratio.
 2. `evaluate` on a fake in-memory suite: first run vs cached re-run (the re-run only fingerprints and reads JSON).
+3. `evaluate` on an on-the-fly ImageNet-C-style suite at 224 px (the 15 corruptions at one severity, a torchvision
+   model with random weights, one thread, no cache) vs the same work done bare: reading the batches, `corrupt` on
+   each batch, and `model(x)` under `no_grad`, each timed on its own. The two are timed alternately `--reps` times
+   (medians of wall-clock and of CPU time, `time.thread_time`). Prints the breakdown data / corruption / forward and
+   the ratio evaluate / (data + corruption + forward): what `evaluate` adds (fingerprints, checks, metrics).
 
     python benchmarks/evaluate.py [--videos 200] [--frames 31] [--classes 1000] [--threads 2]
+                                  [--n224 32] [--batch224 32] [--arch mobilenet_v3_small] [--severity 3] [--reps 3]
+    python benchmarks/evaluate.py --only 224      # just part 3
 """
 import argparse, os, sys, tempfile, time, types
 import numpy as np
@@ -49,6 +56,7 @@ def bench_eval():
     from robust_nb.evaluate import evaluate
     mod = types.ModuleType('robust_nb.corruptions')
     mod.corrupt = lambda x, name, severity, generator=None: (x + .05 * severity * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    real = sys.modules.get('robust_nb.corruptions')
     sys.modules['robust_nb.corruptions'] = mod
 
     class Mem(torch.utils.data.Dataset):
@@ -66,14 +74,80 @@ def bench_eval():
         os.environ['ROBUST_NB_CACHE'] = d; os.environ['ROBUST_NB_NO_PROGRESS'] = '1'
         t0 = time.perf_counter(); evaluate(model, suite, baseline=None); t1 = time.perf_counter() - t0
         t0 = time.perf_counter(); evaluate(model, suite, baseline=None); t2 = time.perf_counter() - t0
+    if real is not None: sys.modules['robust_nb.corruptions'] = real
+    else: del sys.modules['robust_nb.corruptions']
     print(f"evaluate, 6 shifts x 1000 images (32 px): first run {t1:.2f} s | cached re-run {t2:.3f} s | ratio {t1 / t2:.0f}x")
 
 
+def _clock(f):
+    t, c = time.perf_counter(), time.thread_time(); f()
+    return time.perf_counter() - t, time.thread_time() - c
+
+
+def bench_eval224(n, batch, arch, severity, reps):
+    "evaluate on an on-the-fly -C suite at 224 px vs its parts (data, corruption, forward) timed bare, on one thread."
+    import statistics as st, torchvision
+    from robust_nb.corruptions import corrupt, CORRUPTIONS
+    from robust_nb.core import make_generator
+    from robust_nb.data import Shift, Suite
+    from robust_nb.evaluate import evaluate, _batches
+    from robust_nb.synthetic import render
+    torch.set_num_threads(1)
+    torch.empty(32_000_000, dtype=torch.uint8).fill_(0)   # glibc: few-MB temporaries from the heap (see corruptions_vs_imagecorruptions.py)
+    x, y = render('photo', n, size=224, seed=0, split='test')
+    y = y % 10
+
+    class Mem(torch.utils.data.Dataset):
+        def __len__(s): return len(y)
+        def __getitem__(s, i): return x[i], int(y[i])
+        def tensors(s): return x, y
+        def __repr__(s): return f"Mem224({len(y)})"
+    ds = Mem()
+    shifts = [Shift(f'{c}-{severity}', ds, 'corruption', c, severity, on_the_fly=True) for c in CORRUPTIONS]
+    suite = Suite('bench224', 10, list('abcdefghij'), shifts)
+    model = getattr(torchvision.models, arch)(num_classes=10).eval()
+
+    def run_eval(): evaluate(model, suite, batch_size=batch, cache=False, progress=False, baseline=None)
+    parts = {'data': [], 'corruption': [], 'forward': []}
+    def run_bare():
+        acc = {k: [0., 0.] for k in parts}
+        for s in shifts:
+            def data(): s_batches.extend(_batches(ds, batch))
+            s_batches = []; t = _clock(data); acc['data'][0] += t[0]; acc['data'][1] += t[1]
+            xs = []
+            for b, (xb, _) in enumerate(s_batches):
+                t = _clock(lambda: xs.append(corrupt(xb.float(), s.corruption, s.severity, make_generator(b))))
+                acc['corruption'][0] += t[0]; acc['corruption'][1] += t[1]
+            with torch.no_grad():
+                for xb in xs:
+                    t = _clock(lambda: model(xb)); acc['forward'][0] += t[0]; acc['forward'][1] += t[1]
+        for k in parts: parts[k].append(acc[k])
+    run_eval(); run_bare()                                                    # warm-up (caches, first-call costs)
+    for k in parts: parts[k].clear()
+    ev = []
+    for _ in range(reps): ev.append(_clock(run_eval)); run_bare()
+    N = n * len(shifts)
+    med = lambda v, i: st.median(t[i] for t in v) / N * 1e3                    # ms/img
+    E = [med(ev, i) for i in (0, 1)]; P = {k: [med(v, i) for i in (0, 1)] for k, v in parts.items()}
+    bare = [sum(P[k][i] for k in P) for i in (0, 1)]
+    print(f"evaluate at 224 px, {arch} (random weights), {len(shifts)} on-the-fly corruptions at severity {severity}, "
+          f"{n} images each, batch {batch}, 1 thread, {reps} reps, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    for k, v in P.items(): print(f"  {k:10s} {v[0]:8.3f} ms/img wall {v[1]:8.3f} ms/img cpu")
+    print(f"  {'bare sum':10s} {bare[0]:8.3f} ms/img wall {bare[1]:8.3f} ms/img cpu")
+    print(f"  {'evaluate':10s} {E[0]:8.3f} ms/img wall {E[1]:8.3f} ms/img cpu")
+    print(f"  ratio evaluate / (data + corruption + forward): {E[0] / bare[0]:.3f} (wall), {E[1] / bare[1]:.3f} (cpu)")
+
+
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--videos', type=int, default=200); p.add_argument('--frames', type=int, default=31)
     p.add_argument('--classes', type=int, default=1000); p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--n224', type=int, default=32); p.add_argument('--batch224', type=int, default=32)
+    p.add_argument('--arch', default='mobilenet_v3_small'); p.add_argument('--severity', type=int, default=3)
+    p.add_argument('--reps', type=int, default=3)
+    p.add_argument('--only', choices=['p', 'eval', '224'], default=None, help='run one part only')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    bench_p(a.videos, a.frames, a.classes)
-    bench_eval()
+    if a.only in (None, 'p'): bench_p(a.videos, a.frames, a.classes)
+    if a.only in (None, 'eval'): bench_eval()
+    if a.only in (None, '224'): bench_eval224(a.n224, a.batch224, a.arch, a.severity, a.reps)
