@@ -14,8 +14,10 @@ from .engine import fit
 from .losses import ce
 
 # %% auto #0
-__all__ = ['ALPHAS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt', 'Prompts', 'vpt_model', 'vpt', 'wise_ft',
-           'wise_ft_sweep', 'prelogit_features', 'fit_logreg', 'c_sweep', 'Probe', 'transfer_probe']
+__all__ = ['ALPHAS', 'PYRAMID_CELLS', 'PYRAMID_SCALARS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt',
+           'Prompts', 'vpt_model', 'vpt', 'wise_ft', 'wise_ft_sweep', 'prelogit_features', 'fit_logreg', 'c_sweep',
+           'Probe', 'transfer_probe', 'DualBatchNorm', 'dual_bn', 'main_bn', 'advprop_loss', 'pyramid_perturb',
+           'pyramid_attack', 'pyramid_at_loss', 'advprop', 'pyramid_at']
 
 # %% ../nbs/12_baselines.ipynb #3dea6329
 @dataclass
@@ -261,3 +263,95 @@ def transfer_probe(model, train_ds, test_ds, val_ds=None, *, features:Callable|N
     C, sweep = c_sweep(lambda c: _top1(*fit_logreg(ftr, ytr, k, c, max_iter), fva, yva))
     W, b = fit_logreg(torch.cat([ftr, fva]), torch.cat([ytr, yva]), k, C, max_iter)
     return Probe(_top1(W, b, fte, yte), C, sweep, W.cpu(), b.cpu(), len(ytr), len(yva), len(yte), extract_s, time.perf_counter() - t1)
+
+# %% ../nbs/12_baselines.ipynb #244719ee
+from .dad import attack
+
+# %% ../nbs/12_baselines.ipynb #bd0e94ae
+class DualBatchNorm(nn.Module):
+    "AdvProp's split BatchNorm: `main` for clean images (the one kept at test time), `aux` for adversarial ones (`aux_on`)."
+    def __init__(self, bn:nn.modules.batchnorm._BatchNorm):
+        super().__init__(); self.main, self.aux, self.aux_on = bn, copy.deepcopy(bn), False
+    def forward(self, x): return (self.aux if self.aux_on else self.main)(x)
+
+def _replace(model:nn.Module, cls, fn) -> nn.Module:
+    "`model` with every submodule of type `cls` (outermost first) replaced by `fn(submodule)`, in place."
+    for name, child in list(model.named_children()):
+        if isinstance(child, cls): setattr(model, name, fn(child))
+        else: _replace(child, cls, fn)
+    return model
+
+def dual_bn(model:nn.Module) -> nn.Module:
+    "A copy of `model` with every BatchNorm split into AdvProp's (main, aux) pair."
+    return _replace(copy.deepcopy(model), nn.modules.batchnorm._BatchNorm, DualBatchNorm)
+
+def main_bn(model:nn.Module) -> nn.Module:
+    "A copy of an AdvProp model with only its main BatchNorms: the original architecture, as used at test time."
+    return _replace(copy.deepcopy(model), DualBatchNorm, lambda d: d.main)
+
+def _set_aux(model:nn.Module, on:bool):
+    for m in model.modules():
+        if isinstance(m, DualBatchNorm): m.aux_on = on
+
+def advprop_loss(eps:float=4/255, steps:int=5, attack_lr:float=1/255):
+    "AdvProp's `loss_fn(model, batch)`: CE through the main BNs on x + CE through the auxiliary BNs on PGD(x) (L∞ `eps`, `steps` × `attack_lr`)."
+    def loss_fn(model, batch):
+        x, y = batch[0], batch[1]
+        _set_aux(model, True)
+        try:
+            xa = attack(model, x, y, eps=eps, norm='linf', steps=steps, lr=attack_lr)
+            l_adv = ce(model(xa), y)
+        finally: _set_aux(model, False)
+        l_clean = ce(model(x), y)
+        return l_clean + l_adv, {'ce': l_clean.item(), 'ce_adv': l_adv.item()}
+    return loss_fn
+
+# %% ../nbs/12_baselines.ipynb #f64c1593
+PYRAMID_CELLS, PYRAMID_SCALARS = (7, 14, 0), (20., 10., 1.)     # grid cells per side (0: every pixel) and multipliers
+
+def pyramid_perturb(x, deltas, scalars=PYRAMID_SCALARS):
+    "x with the pyramid offsets added level by level, each `scalars[s]·up(deltas[s])` (nearest) followed by a clip to [0, 1]."
+    for d, m in zip(deltas, scalars): x = (x + m * F.interpolate(d, size=x.shape[-2:], mode='nearest')).clamp(0, 1)
+    return x
+
+def pyramid_attack(model, x, num_classes:int, eps:float=3/255, steps:int=5, attack_lr:float=.5/255,
+                   cells=PYRAMID_CELLS, scalars=PYRAMID_SCALARS, generator=None):
+    "Pyramid adversarial images: from zero offsets, `steps` signed-gradient steps toward random target labels, each level clipped to ±`eps`."
+    x = x.detach()
+    t = torch.randint(0, num_classes, (len(x),), generator=generator, device=x.device)
+    ds = [torch.zeros(len(x), x.shape[1], *((c, c) if c else x.shape[-2:]), device=x.device, dtype=x.dtype) for c in cells]
+    for _ in range(steps):
+        for d in ds: d.requires_grad_(True)
+        with torch.enable_grad():
+            gs = torch.autograd.grad(F.cross_entropy(model(pyramid_perturb(x, ds, scalars)), t), ds)
+        ds = [(d.detach() - attack_lr * g.sign()).clamp(-eps, eps) for d, g in zip(ds, gs)]
+    return pyramid_perturb(x, ds, scalars)
+
+def pyramid_at_loss(eps:float=3/255, steps:int=5, attack_lr:float=.5/255, cells=PYRAMID_CELLS, scalars=PYRAMID_SCALARS, adv_weight:float=1.):
+    "Pyramid AT's `loss_fn(model, batch)`: CE(x) + `adv_weight`·CE(pyramid adversarial x), dropout active in both passes."
+    def loss_fn(model, batch):
+        x, y = batch[0], batch[1]
+        logits = model(x); l_clean = ce(logits, y)
+        l_adv = ce(model(pyramid_attack(model, x, logits.shape[-1], eps, steps, attack_lr, cells, scalars)), y)
+        return l_clean + adv_weight * l_adv, {'ce': l_clean.item(), 'ce_adv': l_adv.item()}
+    return loss_fn
+
+def _tune_with(m:nn.Module, data, loss_fn, epochs:int=10, max_steps=None, batch_size:int=256, lr:float=1e-3, seed:int=0, **fit_kw) -> Tuned:
+    "Train every parameter of `m` with `loss_fn` through `fit`; a `Tuned` with the measured cost."
+    x, y = _xy(data); check_images(x[:1])
+    m.requires_grad_(True)
+    n_tuned, t0 = sum(p.numel() for p in m.parameters()), time.perf_counter()
+    res = fit(m, loss_fn, (x, y), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
+    n_seen = min(len(x) * epochs, (max_steps or 10**18) * batch_size)
+    return Tuned(res.model.eval(), n_tuned, time.perf_counter() - t0, n_seen, res.history)
+
+def advprop(model:nn.Module, data, eps:float=4/255, steps:int=5, attack_lr:float=1/255, **kw) -> Tuned:
+    "AdvProp baseline: fine-tune a copy of `model` with auxiliary BNs for its PGD examples; the returned model keeps the main BNs."
+    t = _tune_with(dual_bn(model), data, advprop_loss(eps, steps, attack_lr), **kw)
+    t.model = main_bn(t.model).eval()
+    return t
+
+def pyramid_at(model:nn.Module, data, eps:float=3/255, steps:int=5, attack_lr:float=.5/255, cells=PYRAMID_CELLS,
+               scalars=PYRAMID_SCALARS, adv_weight:float=1., **kw) -> Tuned:
+    "Pyramid AT baseline: fine-tune a copy of `model` on clean + pyramid adversarial images."
+    return _tune_with(copy.deepcopy(model), data, pyramid_at_loss(eps, steps, attack_lr, cells, scalars, adv_weight), **kw)
