@@ -1,5 +1,10 @@
 """The DAD paper's Table 3 on the embedded benchmark, over several seeds: one CSV row per (method, seed).
 
+Methods: Table 3's distillation objectives (CE, KD, DIST, ARD, RSLAD, DAD and its ablation DAD-as-augmentation), DAT and
+DAT+DAD, and the adversarial-training baselines of Tables 1, 2 and 7, AdvProp and Pyramid AT, at the settings stated in
+the DAD notebook (`dad.METHODS`; AdvProp: PGD ε 4/255, 5 steps of 1/255 through auxiliary BatchNorms; Pyramid AT:
+grids 7/14/every pixel, multipliers 20/10/1, ε 3/255, 5 steps of 0.5/255 toward random targets).
+
     python benchmarks/dad_table.py --seeds 0 1 2 --out DIR [--preset linf] [--n 1000 --size 16 --epochs 12 --n-eval 500]
 
 writes DIR/dad_table.csv with the columns method, seed, photo, each natural shift (v2, sketch, rendition, hard),
@@ -12,6 +17,12 @@ Protocol (the one of the DAD notebook's Table 3 cell): teacher φ = `embedded.cr
 images with `dad.distil` (AdamW, --lr, --batch-size, --epochs). The seed sets the student's initialisation, the batch
 order and the random starts of the DAD generation (attack preset --preset, see `dad.ATTACK_PRESETS`).
 
+Training cost alone: `--cost` trains one epoch of each method (no evaluation), --repeats times interleaved, and writes
+DIR/cost.csv with the median seconds per epoch and the ratio to CE (the DAD paper's Table 7 measure, with DAD's generation
+excluded as it is done once, offline):
+
+    python benchmarks/dad_table.py --cost --out DIR --methods ce dad dat advprop pyramid_at --n 512 --threads 1
+
 Resumable: each finished row is written at once (atomically), trained students are kept under DIR/students, DAD samples
 under DIR/dad_<preset>_seed<seed>; a re-run skips what exists. A re-run with other settings into the same DIR is refused.
 """
@@ -20,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-METHODS = ['ce', 'kd', 'dist', 'ard', 'rslad', 'dat', 'dat+dad', 'dad_aug', 'dad']
+METHODS = ['ce', 'kd', 'dist', 'ard', 'rslad', 'dat', 'dat+dad', 'dad_aug', 'dad', 'advprop', 'pyramid_at']
 USES_DAD = {'ard', 'rslad', 'dat+dad', 'dad_aug', 'dad', 'vqgan_sample'}
 NATURAL = ['v2', 'sketch', 'rendition', 'hard']
 COLUMNS = ['method', 'seed', 'photo', *NATURAL, 'corruptions', 'avg shifts', 'kept_fraction', 'train_s']
@@ -41,12 +52,14 @@ def parse(argv=None):
     p.add_argument('--n-eval', type=int, default=500, help='test images per shift')
     p.add_argument('--severities', type=int, nargs='+', default=[3])
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--cost', action='store_true', help='only time one training epoch per method (DIR/cost.csv)')
+    p.add_argument('--repeats', type=int, default=3, help='--cost: interleaved repeats, the median is kept')
     return p.parse_args(argv)
 
 
 def check_config(out:Path, a) -> dict:
     "Write DIR/config.json, or refuse when it holds other settings (seeds and methods may grow)."
-    cfg = {k: v for k, v in vars(a).items() if k not in ('seeds', 'methods', 'out', 'threads')}
+    cfg = {k: v for k, v in vars(a).items() if k not in ('seeds', 'methods', 'out', 'threads', 'cost', 'repeats')}
     p = out / 'config.json'
     if p.exists():
         old = json.loads(p.read_text())
@@ -83,6 +96,33 @@ def summarise(rows:pd.DataFrame) -> pd.DataFrame:
     out['cost vs CE'] = (g['train_s'].mean() / ce).round(2) if ce else float('nan')
     return out.reset_index()
 
+def cost(a, phi, vq, x, y, out:Path) -> pd.DataFrame:
+    "Median seconds of one training epoch per method over `a.repeats` interleaved repeats, and the ratio to CE; DIR/cost.csv."
+    import statistics
+    from robust_nb.models import small_cnn
+    from robust_nb.synthetic import NUM_CLASSES
+    from robust_nb.dad import generate_dad, DADShards, DADPairs, distil
+    seed = a.seeds[0]
+    d = out / f'dad_{a.preset}_seed{seed}'
+    man = generate_dad(phi, vq, (x, y), d, preset=a.preset, seed=seed, progress_bar=False)
+    pairs = DADPairs((x, y), DADShards(d), teacher=phi)
+    secs = {m: [] for m in a.methods}
+    for r in range(a.repeats + 1):                       # repeat 0 is a warm-up, not kept
+        for m in a.methods:
+            torch.manual_seed(seed); student = small_cnn(NUM_CLASSES)
+            t0 = time.perf_counter()
+            distil(student, m, pairs, teacher=phi, vq=vq, epochs=1, batch_size=a.batch_size, lr=a.lr, seed=seed, progress=False)
+            if r: secs[m].append(time.perf_counter() - t0)
+    med = {m: statistics.median(v) for m, v in secs.items()}
+    ce = med.get('ce')
+    df = pd.DataFrame([dict(method=m, epoch_s=round(med[m], 3), runs=' '.join(f'{t:.3f}' for t in secs[m]),
+                            vs_ce=round(med[m] / ce, 2) if ce else None) for m in a.methods])
+    (out / 'cost.csv').write_text(df.to_csv(index=False))
+    print(f"one epoch of {len(x)} images at {a.size} px, batch {a.batch_size}, torch threads {torch.get_num_threads()}, "
+          f"median of {a.repeats}; DAD kept fraction {man['kept_fraction']:.3f}")
+    print(df.to_string(index=False))
+    return df
+
 def main(argv=None):
     a = parse(argv)
     if a.threads: torch.set_num_threads(a.threads)
@@ -102,6 +142,7 @@ def main(argv=None):
     kw = {} if a.size == 16 else dict(size=a.size)
     phi, vq = create('foundation', **kw), create('vq', **kw)
     x, y = render('photo', a.n, size=a.size, seed=0, split='train')
+    if a.cost: return cost(a, phi, vq, x, y, out)
     suite = embedded_suite(size=a.size, n=a.n_eval, severities=tuple(a.severities))
     for seed in a.seeds:
         todo = [m for m in a.methods if (m, seed) not in done]

@@ -4,20 +4,22 @@
 
 # %% ../nbs/14_dad.ipynb #02b66c87
 from __future__ import annotations
-import os, json, math, time
+import os, json, math, time, copy
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import Dataset
 from .core import check_images, Registry, atomic_write_bytes, atomic_write_json, cache_dir, progress, make_generator, load_safetensors, open_safetensors
 from .losses import (ce, kd_loss, vanilla_kd_loss, dad_loss, dist_loss, ard_loss, rslad_loss, dat_loss, dat_dad_loss,
-                              dad_aug_loss)
+                              dad_aug_loss, advprop_loss, pyramid_at_loss)
 from .vqgan import VQDiscretiser
 
 # %% auto #0
-__all__ = ['CRITERIA', 'ATTACK_PRESETS', 'DEFAULT_PRESET', 'LEGACY_CONFIG', 'MATERIALISE_BYTES', 'METHODS', 'Teacher',
-           'as_teacher', 'clip_teacher', 'attack', 'attack_settings', 'dad_chunk', 'generate_dad', 'write_manifest',
-           'DADShards', 'dat_example', 'DADPairs', 'method_loss', 'distil']
+__all__ = ['CRITERIA', 'ATTACK_PRESETS', 'DEFAULT_PRESET', 'LEGACY_CONFIG', 'PYRAMID_AT', 'MATERIALISE_BYTES', 'METHODS',
+           'Teacher', 'as_teacher', 'clip_teacher', 'attack', 'attack_settings', 'dad_chunk', 'generate_dad',
+           'write_manifest', 'DADShards', 'dat_example', 'AuxBN', 'add_aux_bn', 'remove_aux_bn', 'aux_bn',
+           'frozen_bn_stats', 'pyramid_perturb', 'pyramid_attack', 'DADPairs', 'method_loss', 'distil']
 
 # %% ../nbs/14_dad.ipynb #bedc4706
 class Teacher(nn.Module):
@@ -259,6 +261,80 @@ def dat_example(model, vq, x, y, eps:float=0.1, norm:str='linf', steps:int=1, lr
     finally: model.train(was)
     with torch.no_grad(): return vq(xa)
 
+# %% ../nbs/14_dad.ipynb #f216884d
+class AuxBN(nn.Module):
+    "AdvProp's BatchNorm pair: `main` (the model's own module) for clean batches, `aux` (a copy) for adversarial ones while `use_aux` in train mode."
+    def __init__(self, bn:nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.main, self.aux, self.use_aux = bn, copy.deepcopy(bn), False
+    def forward(self, x): return self.aux(x) if self.use_aux and self.training else self.main(x)
+
+def _swap(model:nn.Module, cls, fn) -> int:
+    "Replace, in place, every submodule of type `cls` (not inside an `AuxBN`) by `fn(module)`; the number replaced."
+    n = 0
+    for name, child in model.named_children():
+        if isinstance(child, cls): setattr(model, name, fn(child)); n += 1
+        elif not isinstance(child, AuxBN): n += _swap(child, cls, fn)
+    return n
+
+def add_aux_bn(model:nn.Module) -> nn.Module:
+    "AdvProp's split, in place: every BatchNorm of `model` becomes an `AuxBN` around it (already split ones are left). Returns `model`."
+    if isinstance(model, nn.modules.batchnorm._BatchNorm): raise TypeError("add_aux_bn splits the BatchNorms inside a model; wrap a lone BatchNorm in AuxBN directly")
+    _swap(model, nn.modules.batchnorm._BatchNorm, AuxBN)
+    return model
+
+def remove_aux_bn(model:nn.Module) -> nn.Module:
+    "Undo `add_aux_bn` in place: every `AuxBN` is replaced by its `main` BatchNorm (the test-time model). Returns `model`."
+    _swap(model, AuxBN, lambda m: m.main)
+    return model
+
+@contextmanager
+def aux_bn(model:nn.Module, on:bool=True):
+    "Inside the block, `model`'s `AuxBN`s use their auxiliary BatchNorm (`on=True`) or their main one."
+    mods = [m for m in model.modules() if isinstance(m, AuxBN)]
+    old = [m.use_aux for m in mods]
+    for m in mods: m.use_aux = on
+    try: yield model
+    finally:
+        for m, o in zip(mods, old): m.use_aux = o
+
+@contextmanager
+def frozen_bn_stats(model:nn.Module):
+    "BatchNorm running statistics (and batch counts) of `model` are restored when the block ends; forwards inside still use batch statistics in train mode."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [dict(m._buffers) for m in bns]
+    for m in bns: m._buffers.update({k: v.clone() for k, v in m._buffers.items() if v is not None})   # updates inside hit copies
+    try: yield model
+    finally:
+        for m, bs in zip(bns, saved): m._buffers.update(bs)   # the original tensors, never modified in place (autograd-safe)
+
+def _unsplit_bn(model:nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) and not any(isinstance(m, AuxBN) for m in model.modules())
+
+# %% ../nbs/14_dad.ipynb #dc6b0a1b
+PYRAMID_AT = dict(grids=(7, 14, 0), scalars=(20., 10., 1.), eps=3/255, lr=.5/255, steps=5)   # grids: cells per side, 0 = every pixel
+
+def pyramid_perturb(x, deltas, scalars=PYRAMID_AT['scalars']):
+    "x with the pyramid added level by level: x ← clip(x + m_s·up(δ_s), 0, 1), up = nearest upsampling of δ_s [B,C,c,c] to x's size."
+    for d, m in zip(deltas, scalars): x = (x + m * F.interpolate(d, size=x.shape[-2:], mode='nearest')).clamp(0, 1)
+    return x
+
+def pyramid_attack(model, x, num_classes:int, grids=PYRAMID_AT['grids'], scalars=PYRAMID_AT['scalars'], eps:float=PYRAMID_AT['eps'],
+                   lr:float=PYRAMID_AT['lr'], steps:int=PYRAMID_AT['steps'], target=None, generator=None):
+    "Pyramid AT's adversarial image: from zero offsets, `steps` signed-gradient steps of `lr` on CE toward random targets, each level's offsets clipped to ±`eps`. Returns (x_adv, deltas)."
+    if len(grids) != len(scalars): raise ValueError(f"one multiplier per pyramid level: got grids {grids} and scalars {scalars}")
+    if eps < 0 or lr < 0 or steps < 0: raise ValueError(f"eps, lr and steps must be >= 0, got eps={eps}, lr={lr}, steps={steps}")
+    x = x.detach()
+    ds = [x.new_zeros(len(x), x.shape[1], *((c, c) if c else x.shape[-2:])) for c in grids]
+    if steps == 0 or eps == 0: return x.clone(), ds
+    if target is None: target = torch.randint(0, num_classes, (len(x),), generator=generator, device=x.device)
+    for _ in range(steps):
+        for d in ds: d.requires_grad_(True)
+        with torch.enable_grad():
+            gs = torch.autograd.grad(F.cross_entropy(model(pyramid_perturb(x, ds, scalars)), target), ds)
+        ds = [(d.detach() - lr * g.sign()).clamp(-eps, eps) for d, g in zip(ds, gs)]   # descend toward the target
+    with torch.no_grad(): return pyramid_perturb(x, ds, scalars), ds
+
 # %% ../nbs/14_dad.ipynb #7c445c4c
 MATERIALISE_BYTES = 2 ** 31   # tensor data up to this size is materialised by default (DAD images + teacher logits in memory)
 
@@ -388,6 +464,36 @@ def method_loss(name:str, teacher=None, vq=None, **hp):
         return f(model, batch, teacher=_on(teacher, dev), vq=_on(vq, dev), **hp)
     return loss_fn
 
+# %% ../nbs/14_dad.ipynb #ac22d444
+def _check_split(model, who='advprop'):
+    if _unsplit_bn(model): raise ValueError(f"{who} needs auxiliary BatchNorms: call dad.add_aux_bn(model) before building the optimizer and dad.remove_aux_bn(model) after training (distil does both)")
+
+@METHODS.register('advprop')
+def _advprop(model, batch, teacher=None, vq=None, eps=4/255, steps=5, lr=1/255, **hp):
+    "AdvProp: PGD (L∞ `eps`, `steps` × `lr`) through the auxiliary BatchNorms, CE(main(x)) + CE(aux(x_adv))."
+    _check_split(model)
+    x, y = batch[0], batch[1]
+    with aux_bn(model):
+        with frozen_bn_stats(model): xa = attack(model, x, y, eps, 'linf', steps, lr)
+        s_adv = model(xa)
+    return advprop_loss(model(x), s_adv, y)
+
+@METHODS.register('pyramid_at')
+def _pyramid_at(model, batch, teacher=None, vq=None, grids=PYRAMID_AT['grids'], scalars=PYRAMID_AT['scalars'], eps=PYRAMID_AT['eps'],
+                lr=PYRAMID_AT['lr'], steps=PYRAMID_AT['steps'], adv_weight=1., split_bn=False, **hp):
+    "Pyramid AT: CE(x) + `adv_weight`·CE(pyramid adversarial x); with `split_bn` the adversarial batch uses auxiliary BatchNorms."
+    if split_bn: _check_split(model, 'pyramid_at with split_bn=True')
+    x, y = batch[0], batch[1]
+    s = model(x)
+    with aux_bn(model, on=split_bn):
+        with frozen_bn_stats(model): xa, _ = pyramid_attack(model, x, s.shape[-1], grids, scalars, eps, lr, steps)
+        s_adv = model(xa)
+    return pyramid_at_loss(s, s_adv, y, adv_weight)
+
+def _no_setup(model, **hp): return model
+_advprop.setup, _advprop.teardown = (lambda model, **hp: add_aux_bn(model)), remove_aux_bn
+_pyramid_at.setup, _pyramid_at.teardown = (lambda model, split_bn=False, **hp: add_aux_bn(model) if split_bn else model), remove_aux_bn
+
 # %% ../nbs/14_dad.ipynb #bf0763c0
 def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:int=10, batch_size:int=128, lr:float=1e-3,
            seed:int=0, hp:dict|None=None, **fit_kw) -> nn.Module:
@@ -397,7 +503,12 @@ def distil(student:nn.Module, method:str, pairs, teacher=None, vq=None, epochs:i
     if isinstance(pairs, DADPairs):
         if teacher is None: teacher = pairs.teacher
         if pairs.materialise: data = pairs.tensors()
-    loss = method_loss(method, teacher, vq, **(hp or {}))
-    torch.manual_seed(seed)
-    res = fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
-    return res.model.eval()
+    hp = hp or {}
+    loss, f = method_loss(method, teacher, vq, **hp), METHODS[method]
+    getattr(f, 'setup', _no_setup)(student, **hp)            # e.g. AdvProp's auxiliary BatchNorms, before the optimizer exists
+    try:
+        torch.manual_seed(seed)
+        res = fit(student, loss, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)
+    finally:
+        getattr(f, 'teardown', _no_setup)(student)
+    return getattr(f, 'teardown', _no_setup)(res.model).eval()

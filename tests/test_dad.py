@@ -1,5 +1,5 @@
 "DAD: losses vs hand-computed values, teacher attack, offline generation (filter, integer labels, resume, sharding), pitfalls."
-import math, json
+import math, json, copy
 from types import SimpleNamespace
 import numpy as np
 from safetensors.torch import load_file
@@ -481,3 +481,62 @@ def test_truncated_shard_is_named(tmp_path):
     shard.write_bytes(shard.read_bytes()[:-20])
     with pytest.raises(RuntimeError, match=rf"{shard.name}.*delete it and resume with the same settings to regenerate chunk 1"):
         DADShards(tmp_path)
+
+# ---------------------------------------------------------------- AdvProp and Pyramid AT (DAD Tables 1, 2, 7)
+from robust_nb.dad import AuxBN, add_aux_bn, remove_aux_bn, aux_bn, frozen_bn_stats, pyramid_perturb, pyramid_attack, PYRAMID_AT, distil
+
+def _bn_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+def test_advprop_aux_bn_stats_only_from_adversarial_batches():
+    m = add_aux_bn(_bn_net()); m.train()
+    x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    seen = {'main': [], 'aux': []}
+    for k in seen: getattr(m[1], k).register_forward_pre_hook(lambda mod, a, k=k: seen[k].append(a[0].detach().clone()))
+    loss = method_loss('advprop', eps=8/255, steps=5, lr=2/255)(m, (x, y))
+    loss.backward()
+    assert (len(seen['main']), len(seen['aux'])) == (1, 6)               # main: the clean batch; aux: 5 PGD forwards + the adversarial batch
+    assert torch.equal(seen['main'][0], m[0](x).detach())                 # the main BatchNorm saw the clean images
+    assert int(m[1].main.num_batches_tracked) == 1 and int(m[1].aux.num_batches_tracked) == 1
+    torch.testing.assert_close(m[1].main.running_mean, .1 * seen['main'][0].mean((0, 2, 3)))
+    torch.testing.assert_close(m[1].aux.running_mean, .1 * seen['aux'][-1].mean((0, 2, 3)))
+    torch.testing.assert_close(m[1].aux.running_var, .9 + .1 * seen['aux'][-1].var((0, 2, 3)))   # unbiased batch variance, from 1
+    assert m[1].aux.weight.grad is not None and m[1].main.weight.grad is not None   # both pairs of affine parameters train
+
+def test_advprop_and_pyramid_eps0_reduce_to_ce():
+    ref = _bn_net().train(); x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    ce2 = 2 * F.cross_entropy(ref(x), y)
+    torch.testing.assert_close(method_loss('advprop', eps=0.)(add_aux_bn(copy.deepcopy(ref)), (x, y)), ce2)
+    torch.testing.assert_close(method_loss('pyramid_at', eps=0.)(ref, (x, y)), ce2)
+
+def test_advprop_refuses_unsplit_bn_and_restores_architecture():
+    m = _bn_net(); x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    with pytest.raises(ValueError, match='add_aux_bn'): method_loss('advprop')(m, (x, y))
+    keys, bn = list(m.state_dict()), m[1]
+    out = distil(m, 'advprop', (x, y), epochs=1, batch_size=4, progress=False, hp=dict(steps=1))
+    assert out is m and m[1] is bn and list(m.state_dict()) == keys and not any(isinstance(k, AuxBN) for k in m.modules())
+    assert not torch.equal(bn.running_mean, torch.zeros(4))               # the main BatchNorm trained
+    m.eval(); add_aux_bn(m)
+    with aux_bn(m), torch.no_grad(): assert torch.equal(m(x), remove_aux_bn(m)(x))   # eval: the main BatchNorm whatever the switch
+
+def test_pyramid_perturb_hand_computed_and_bounds():
+    x = torch.full((1, 1, 4, 4), .5)
+    d0, d1 = torch.tensor([[[[.01, -.02], [0., .03]]]]), torch.zeros(1, 1, 4, 4); d1[0, 0, 0, 0] = .3
+    expect = torch.tensor([[.9, .6, .3, .3], [.6, .6, .3, .3], [.5, .5, .8, .8], [.5, .5, .8, .8]])
+    torch.testing.assert_close(pyramid_perturb(x, [d0, d1], (10., 1.))[0, 0], expect)
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    img = torch.rand(5, 3, 32, 32)
+    for eps, lr in ((.01, .004), (.01, .05)):                            # lr < eps and lr > eps (clipped at every step)
+        xa, ds = pyramid_attack(cnn, img, 3, eps=eps, lr=lr, steps=4, generator=make_generator(1))
+        assert [tuple(d.shape[-2:]) for d in ds] == [(7, 7), (14, 14), (32, 32)]
+        for d in ds: assert d.abs().max() <= eps + 1e-7
+        # each level moves a pixel by at most m_s·ε: rebuild level by level and check every increment
+        cur = img
+        for d, s in zip(ds, PYRAMID_AT['scalars']):
+            nxt = pyramid_perturb(cur, [d], (s,)); assert (nxt - cur).abs().max() <= s * eps + 1e-6; cur = nxt
+        torch.testing.assert_close(cur, xa)
+    _, ds1 = pyramid_attack(cnn, img, 3, eps=.01, lr=.004, steps=1, generator=make_generator(1))
+    for d in ds1: assert ((d == 0) | ((d.abs() - .004).abs() < 1e-7)).all()
+    with pytest.raises(ValueError, match='one multiplier per pyramid level'): pyramid_attack(cnn, img, 3, grids=(7, 0), scalars=(1.,))

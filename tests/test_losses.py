@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest, torch, torch.nn.functional as F
 from robust_nb.losses import (LOSSES, ce, kd_loss, vanilla_kd_loss, jsd_loss, multihead_loss, dad_loss, dist_loss, ard_loss,
-                              rslad_loss, dat_loss, dat_dad_loss, dad_aug_loss)
+                              rslad_loss, dat_loss, dat_dad_loss, dad_aug_loss, advprop_loss, pyramid_at_loss)
 
 def np_kl(p, q): return float(np.sum(p * np.log(p / q)))
 def np_softmax(z): e = np.exp(z - z.max(-1, keepdims=True)); return e / e.sum(-1, keepdims=True)
@@ -89,6 +89,8 @@ def test_dat_losses():
     exp = np_ce(Sn, Yn) + .5 * np_kd(Tn, Sn, 4) + .5 * np_kd(Tn[:1], Sn[:1], 4) + .5 * np_ce(An, Yn)
     assert dat_dad_loss(S, T_, Y, S[:1], T_[:1], adv).item() == pytest.approx(exp, rel=1e-5)
     assert dad_aug_loss(S, Y, adv[:1], Y[:1]).item() == pytest.approx(np_ce(Sn, Yn) + np_ce(An[:1], Yn[:1]), rel=1e-5)
+    assert advprop_loss(S, adv, Y).item() == pytest.approx(np_ce(Sn, Yn) + np_ce(An, Yn), rel=1e-5)
+    assert pyramid_at_loss(S, adv, Y, adv_weight=.25).item() == pytest.approx(np_ce(Sn, Yn) + .25 * np_ce(An, Yn), rel=1e-5)
 
 def test_jsd_and_multihead_are_here_once():
     import robust_nb.augment as A, robust_nb.multihead as M, robust_nb.dad as D
@@ -100,4 +102,4 @@ def test_jsd_and_multihead_are_here_once():
     tc, ta = torch.randn(4, 5), torch.randn(4, 5)
     assert multihead_loss(lg, y, aug, tc, ta, variant='wo_kd').item() == pytest.approx(
         (F.cross_entropy(torch.where(aug[:, None], lg[1], lg[0]), y) + F.cross_entropy(lg[2], y)).item(), rel=1e-6)
-    assert set(LOSSES) >= {'ce', 'kd', 'vanilla_kd', 'jsd', 'multihead', 'dad', 'dist', 'ard', 'rslad', 'dat', 'dat+dad', 'dad_aug'}
+    assert set(LOSSES) >= {'ce', 'kd', 'vanilla_kd', 'jsd', 'multihead', 'dad', 'dist', 'ard', 'rslad', 'dat', 'dat+dad', 'dad_aug', 'advprop', 'pyramid_at'}
