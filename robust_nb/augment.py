@@ -159,11 +159,12 @@ _LOOP_MIN_PIXELS = 64 * 64   # from this image size on, per-image copies (memcpy
 
 def _take(x, idx):
     "Rows `idx` of `x` (`index_select`, or per-row copies for big images: 10x faster on CPU for uint8)."
-    return torch.stack([x[i] for i in idx.tolist()]) if x[0, 0].numel() >= _LOOP_MIN_PIXELS else x.index_select(0, idx)
+    big = x[0, 0].numel() >= _LOOP_MIN_PIXELS and x.device.type == 'cpu'
+    return torch.stack([x[i] for i in idx.tolist()]) if big else x.index_select(0, idx)
 
 def _put(out, idx, y):
     "`out[idx] = y` (`index_copy_`, or per-row copies for big images)."
-    if out[0, 0].numel() < _LOOP_MIN_PIXELS: return out.index_copy_(0, idx, y)
+    if out[0, 0].numel() < _LOOP_MIN_PIXELS or out.device.type != 'cpu': return out.index_copy_(0, idx, y)
     for k, i in enumerate(idx.tolist()): out[i].copy_(y[k])
     return out
 
@@ -172,7 +173,7 @@ def _apply_ops8(x, op, level, sign, inplace:bool=False):
     look-ups, posterize as a bit mask, rotate/shear as one float `grid_sample` rounded to 8 bit, and on big images
     translations as slice copies. Every image gets at most one op, so each group reads and writes its own rows."""
     out = x if inplace else x.clone()
-    h, w = x.shape[-2:]; big = h * w >= _LOOP_MIN_PIXELS
+    h, w = x.shape[-2:]; big = h * w >= _LOOP_MIN_PIXELS and x.device.type == 'cpu'   # (a GPU wants batched kernels)
     groups = {}
     for i, o in enumerate(op.tolist()):
         if o >= 0: groups.setdefault(o, []).append(i)
@@ -239,8 +240,9 @@ def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generat
     signs = torch.where(_rand(max_d, n, **kw) < 0.5, -1., 1.)
     ops = torch.where(d > torch.arange(max_d, device=dev).view(-1, 1), ops, -1)   # -1: the chain has ended
     w, m = (ws.t() / 255).to(x.dtype), m.to(x.dtype).view(b, 1, 1, 1)            # [width,B] (levels -> [0,1]), [B,1,1,1]
-    out, step = torch.empty_like(x), max(1, _CHUNK_VALUES // max(x[0].numel(), 1))  # (at 224 px fresh 100 MB temporaries
-    for i in range(0, b, step):                                                   # cost more in page faults than the ops)
+    out, step = torch.empty_like(x), max(1, _CHUNK_VALUES // max(x[0].numel(), 1))  # (on a CPU at 224 px, fresh 100 MB
+    if dev.type != 'cpu': step = b                                                # temporaries cost more in page faults
+    for i in range(0, b, step):                                                   # than the ops; a GPU wants one batch)
         k = min(step, b - i)
         col = (torch.arange(width, device=dev).view(-1, 1) * b + torch.arange(i, i + k, device=dev)).view(-1)
         chains = _levels8(x[i:i + k]).repeat(width, 1, 1, 1)                      # chain j of image i+l at j*k+l, uint8
