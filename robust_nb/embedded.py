@@ -27,8 +27,11 @@ from .data import embedded_suite
 from .evaluate import evaluate
 
 # %% auto #0
-__all__ = ['MODELS', 'ASSETS', 'EmbeddedModel', 'register_model', 'list_models', 'resolve', 'cache_key', 'cache_path',
-           'save_weights', 'weights_info', 'load_weights', 'weights_key', 'create', 'reference_normaliser']
+__all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'EmbeddedModel', 'register_model', 'list_models',
+           'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights', 'weights_key',
+           'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed', 'colour_name',
+           'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
+           'clip_tokenizer', 'clip_contrastive_loss', 'clip_zeroshot']
 
 # %% ../nbs/10b_embedded.ipynb #emb007
 @dataclass
@@ -218,3 +221,277 @@ def reference_normaliser(size:int=32, n:int=1000, seed:int=0, corruptions:Sequen
                   lambda p: Normaliser(**json.loads(p.read_text())), 'normaliser.json', MODELS['reference'].version)
 
 BASELINES['embedded'] = reference_normaliser
+
+# %% ../nbs/10b_embedded.ipynb #h7c01
+import math, tempfile, zlib
+from functools import partial
+import open_clip
+from timm.layers import HybridEmbed
+import robust_nb.synthetic as syn
+from .synthetic import CLASSES
+from .models import text_class_embeddings, OPENAI_TEMPLATES, CLIPStem, CLIPPool, ZeroShotHead, StagedModel, Prep
+
+def conv_stem(in_chans:int, width:int, n_down:int=3) -> nn.Sequential:
+    """A 3×3 conv-BN-ReLU at stride 1, then `n_down` of them at stride 2: the convolutional stem of 'Early Convolutions
+    Help Transformers See Better' (stride 2**n_down)."""
+    L, c = [nn.Conv2d(in_chans, width // 2, 3, 1, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(inplace=True)], width // 2
+    for _ in range(n_down):
+        L += [nn.Conv2d(c, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]; c = width
+    return nn.Sequential(*L)
+
+class ConvStemEmbed(HybridEmbed):
+    "timm's `HybridEmbed` over `conv_stem`: an `embed_layer` for timm's VisionTransformer (built with patch_size=1)."
+    def __init__(self, img_size=32, patch_size=1, in_chans=3, embed_dim=192, bias=True, stem_width=64, n_down=3, **kw):
+        super().__init__(backbone=conv_stem(in_chans, stem_width, n_down), img_size=img_size, patch_size=1,
+                         in_chans=in_chans, embed_dim=embed_dim, bias=bias, **kw)
+
+class ResNetTrunkEmbed(HybridEmbed):
+    """The first `n_layers` stages of a timm ResNet (stem included, stride 8 at n_layers=2) as a ViT's patch embedding:
+    the 'hybrid' ViT of 'An Image is Worth 16x16 Words' (§3.1), for timm's VisionTransformer (built with patch_size=1)."""
+    def __init__(self, img_size=32, patch_size=1, in_chans=3, embed_dim=192, bias=True, model='resnet10t', model_kw=None,
+                 n_layers=2, **kw):
+        r = timm.create_model(model, num_classes=0, in_chans=in_chans, **(model_kw or {}))
+        trunk = nn.Sequential(r.conv1, r.bn1, r.act1, r.maxpool, *[getattr(r, f'layer{i + 1}') for i in range(n_layers)])
+        super().__init__(backbone=trunk, img_size=img_size, patch_size=1, in_chans=in_chans, embed_dim=embed_dim, bias=bias, **kw)
+
+def _hybrid_from_resnet(vit, resnet):
+    "Copy a trained `resnet` StagedModel's stem and first stages into `vit`'s `ResNetTrunkEmbed` trunk (same timm ResNet config)."
+    trunk = vit.stages[0].patch_embed.backbone
+    trunk[:4].load_state_dict(resnet.stages[0].state_dict())
+    blocks = iter(resnet.stages[1:-1])
+    for layer in trunk[4:]:
+        for b in layer: b.load_state_dict(next(blocks).state_dict())
+    return vit
+
+class _U8(torch.utils.data.Dataset):
+    "uint8 images + labels as a Dataset of ([0,1] float image, label): a large corpus stays 4× smaller in memory."
+    def __init__(self, x, y): self.x, self.y = x, y
+    def __len__(self): return len(self.y)
+    def __getitem__(self, i): return self.x[i].float() / 255, self.y[i]
+
+def _train_photo(m, c, folder, progress):
+    "Cross-entropy pre-training on `c['n']` photo/train images (cached uint8) through `engine.fit`, resumable."
+    ds = SyntheticDataset('photo', c['n'], size=c['size'], seed=c['seed'], split='train', cache=True)
+    return fit(m, lambda mm, b: F.cross_entropy(mm(b[0]), b[1]), _U8(ds.x, ds.y), epochs=c['epochs'], batch_size=c['batch_size'],
+               lr=c['lr'], weight_decay=c['weight_decay'], warmup=c['warmup'], seed=c['seed'], ckpt_dir=folder/'ckpt',
+               ckpt_every=100, progress=progress).model
+
+def _student(c):
+    """A timm `c['model']` with `c['model_kw']`, as a `StagedModel`; a ViT's `c['stem']` replaces its patch embedding:
+    kind 'conv' (`ConvStemEmbed`) or 'resnet' (`ResNetTrunkEmbed`, the hybrid ViT)."""
+    kw, st = dict(c['model_kw']), c.get('stem')
+    if st and st['kind'] == 'conv': kw.update(patch_size=1, embed_layer=partial(ConvStemEmbed, stem_width=st['width'], n_down=st['n_down']))
+    elif st and st['kind'] == 'resnet':
+        kw.update(patch_size=1, embed_layer=partial(ResNetTrunkEmbed, model=st['model'], n_layers=st['n_layers'],
+                                                    model_kw=dict(layers=st['layers'], channels=st['channels'])))
+    elif st: raise ValueError(f"unknown ViT stem kind {st['kind']!r}; valid: conv, resnet")
+    return timm_classifier(c['model'], c['num_classes'], **kw)
+
+def _train_vit(m, c, folder, progress):
+    "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."
+    if (c.get('stem') or {}).get('init') == 'resnet': _hybrid_from_resnet(m, create('resnet', progress=progress))
+    return _train_photo(m, c, folder, progress)
+
+_PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=24000, seed=0)
+_RESNET_KW = dict(layers=[1, 1, 2, 4], channels=[64, 128, 160, 192])
+VIT_CONV_STEM = dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, depth=6, embed_dim=128, num_heads=4, global_pool='avg'),
+                     stem=dict(kind='conv', width=64, n_down=3, init=None), **_PHOTO_CORPUS, epochs=3, batch_size=64, lr=1e-3,
+                     weight_decay=0.05, warmup=0.05)       # learns from scratch, slowly (see the prose): create('vit', **VIT_CONV_STEM)
+_H7 = {
+    'resnet': (dict(model='resnet10t', model_kw=_RESNET_KW, **_PHOTO_CORPUS, epochs=5, batch_size=128, lr=2e-3,
+                    weight_decay=0.05, warmup=0.05), _train_photo),
+    'vit': (dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, depth=4, embed_dim=128, num_heads=4, global_pool='avg'),
+                 stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'), **_PHOTO_CORPUS,
+                 epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05), _train_vit),
+}
+for _a, (_c, _t) in _H7.items():                           # issue 13's recipes replace the first (8,000-photo) version
+    MODELS.pop(_a, None); register_model(_a, _c, _t, version=2)(_student)
+
+# the small robust teacher: width 24 (137K parameters), so every large student has more than 5× its parameters
+MODELS.pop('teacher', None)
+register_model('teacher', dict(model='small_cnn', width=24, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=24000,
+                               seed=0, epochs=2, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
+
+# %% ../nbs/10b_embedded.ipynb #h7c03
+_WEB_STYLES = (                                             # 'web photo' nuisance rows: photo's and three variants (not v2's or hard's)
+    {},
+    dict(r=(.4, .7), off=.2, debris=1, p_occl=.1, light=.2),                                     # studio shots
+    dict(sat=(.5, 1.), contrast=(.35, .6), tex=(.6, .1, .1, .1, .1), bgtex=(.3, .1, .1, .4, .1)),  # vivid colours
+    dict(r=(.34, .55), debris=5, p_debris=.6, occl=2, p_occl=.3, grain=.03),                       # clutter
+)
+CORPUS_MIX = dict(web0=.25, web1=.15, web2=.15, web3=.15, sketch=.15, rendition=.15)
+_STYLE_WORDS = dict(photo=('photo', 'picture', 'image', 'snapshot'), sketch=('sketch', 'drawing', 'pencil sketch', 'doodle'),
+                    rendition=('rendition', 'cartoon', 'art', 'illustration', 'painting'))
+_HUES = ('red', 'orange', 'yellow', 'green', 'green', 'cyan', 'blue', 'blue', 'purple', 'pink')
+
+def colour_name(h:float, s:float, v:float) -> str:
+    "A basic colour word for HSV `(h, s, v)` in [0,1]: black/grey/white for dark or unsaturated colours, else one of 8 hues."
+    h, s, v = float(h) % 1, float(s), float(v)
+    if v < .22: return 'black'
+    if s < .22: return 'white' if v > .8 else 'grey'
+    return _HUES[int(h * 10) % 10]
+
+class _Recorder:
+    "Record the object's pose and colour while a `synthetic` renderer runs: wraps its `_pose`/`_hsv` for the duration."
+    def __enter__(self):
+        self.order, self._p, self._h = [], syn._pose, syn._hsv
+        def pose(*a):
+            out = self._p(*a); self.order.append(('p', (out[2], out[3], out[4], a[3]))); return out
+        def hsv(h, s, v):
+            self.order.append(('h', (h, s, v))); return self._h(h, s, v)
+        syn._pose, syn._hsv = pose, hsv
+        return self
+    def __exit__(self, *a): syn._pose, syn._hsv = self._p, self._h
+    def object(self):
+        "(r, cx, cy, r_range) of the last pose drawn (the object: decoys come first) and the first colour drawn after it."
+        i = max(j for j, (k, _) in enumerate(self.order) if k == 'p')
+        return self.order[i][1], next((v for k, v in self.order[i + 1:] if k == 'h'), None)
+
+def _size_word(r, rr):
+    t = (float(r) - rr[0]) / (rr[1] - rr[0])
+    return 'small' if t < .33 else 'large' if t > .67 else None
+
+def _where(cx, cy):
+    h = 'left' if cx < -.12 else 'right' if cx > .12 else ''
+    v = 'top' if cy > .12 else 'bottom' if cy < -.12 else ''
+    return 'in the centre' if not (h or v) else 'at the ' + '-'.join(w for w in (v, h) if w)
+
+def _caption(g, name, style, colour, size, where):
+    "One caption; each attribute is dropped at random, so class words carry the shape and attribute words the rest."
+    u = torch.rand(6, generator=g).tolist()
+    sw = _STYLE_WORDS[style][int(u[0] * len(_STYLE_WORDS[style]))]
+    adj = [w for w, keep in ((size, u[1] < .6), (colour, u[2] < .7)) if w and keep]
+    obj = f"{'an' if (adj[0] if adj else name)[0] in 'aeiou' else 'a'} {' '.join(adj + [name])}"
+    loc = f" {where}" if u[3] < .4 else ''
+    return (f"a {sw} of {obj}{loc}.", f"{obj}{loc}, {sw}.", f"{sw}: {obj}{loc}.", f"{obj}{loc}.")[int(u[4] * 4)]
+
+def captioned(kind:str, n:int, size:int=32, seed:int=0, start:int=0, chunk:int=512):
+    """Images `start..start+n-1` of corpus component `kind` ('web0'..'web3', 'sketch', 'rendition'): float [n,3,size,size]
+    in [0,1], labels, and captions naming the class, the style and (when visible) colour, size and position."""
+    ids = (seed, 0, zlib.crc32(f'clipcorpus-{kind}'.encode()), zlib.crc32(b'train'))   # disjoint from every benchmark split
+    idx = torch.arange(start, start + n, dtype=torch.int64)
+    y, keys = syn._labels(ids, idx, NUM_CLASSES), syn._key(*ids, idx)
+    g = torch.Generator().manual_seed(zlib.crc32(f'{kind}-{seed}-{start}'.encode()))
+    style = 'photo' if kind.startswith('web') else kind
+    xs, caps = [], []
+    for i in range(0, n, chunk):
+        S, yc = syn._Stream(keys[i:i + chunk]), y[i:i + chunk]
+        with _Recorder() as rec:
+            if style == 'photo': img = syn._render_photo(S, yc, CLASSES, size, {**syn._PHOTO, **_WEB_STYLES[int(kind[3:])]})
+            else: img = syn._RENDERERS[style](S, yc, CLASSES, size)
+        (r, cx, cy, rr), col = rec.object()
+        xs.append(img.clamp(0, 1).mul(255).round().div(255))
+        for j in range(len(yc)):
+            cn = colour_name(*(t[j] for t in col)) if col is not None and style != 'sketch' else None
+            caps.append(_caption(g, CLASSES[int(yc[j])], style, cn, _size_word(r[j], rr), _where(float(cx[j]), float(cy[j]))))
+    return torch.cat(xs), y, caps
+
+def caption_corpus(n:int, size:int=32, seed:int=0, mix:dict|None=None):
+    "`n` captioned images drawn from the components of `mix` (default `CORPUS_MIX`) in its proportions, shuffled."
+    parts = [captioned(k, int(round(n * f)), size, seed) for k, f in (mix or CORPUS_MIX).items()]
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    caps = [c for p in parts for c in p[2]]
+    p = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    return x[p], y[p], [caps[i] for i in p.tolist()]
+
+# %% ../nbs/10b_embedded.ipynb #h7c05
+CLIP_ARCH = 'robust_nb-embedded-clip'
+
+def register_clip(cfg:dict, name:str=CLIP_ARCH) -> str:
+    "Register open_clip model config `cfg` as `name` (once per process, in a private folder) and return `name`."
+    if name not in open_clip.list_models():
+        d = Path(tempfile.mkdtemp(prefix='robust_nb_clip_')); (d/f'{name}.json').write_text(json.dumps(cfg))
+        open_clip.add_model_config(d)
+    return name
+
+class StemConv(nn.Module):
+    "`conv_stem` + a 1×1 projection in place of open_clip's patch conv `visual.conv1` (same output: [B, width, grid, grid])."
+    def __init__(self, width:int, stem_width:int, patch_size:int):
+        super().__init__()
+        self.stem, self.proj = conv_stem(3, stem_width, int(math.log2(patch_size))), nn.Conv2d(stem_width, width, 1)
+    def forward(self, x): return self.proj(self.stem(x))
+
+class TrunkConv(nn.Module):
+    "A timm ResNet's stem and first `n_layers` stages + a 1×1 projection in place of open_clip's patch conv (a hybrid tower)."
+    def __init__(self, width:int, model:str, model_kw:dict, n_layers:int=2):
+        super().__init__()
+        self.trunk = ResNetTrunkEmbed(model=model, model_kw=model_kw, n_layers=n_layers, embed_dim=width).backbone
+        self.proj = nn.Conv2d(self.trunk[-1][-1].conv2.out_channels if hasattr(self.trunk[-1][-1], 'conv2') else width, width, 1)
+    def forward(self, x): return self.proj(self.trunk(x))
+
+def _clip(c):
+    """open_clip's `create_model` on the registered config `c['open_clip']`; `c['stem']` replaces the image tower's patch
+    conv: kind 'conv' (`StemConv`) or 'resnet' (`TrunkConv`)."""
+    m = open_clip.create_model(register_clip(open_clip_config(c)))
+    v, st = m.visual, c['stem']
+    if st and st['kind'] == 'conv': v.conv1 = StemConv(v.conv1.out_channels, st['width'], v.conv1.kernel_size[0])
+    elif st and st['kind'] == 'resnet':
+        v.conv1 = TrunkConv(v.conv1.out_channels, st['model'], dict(layers=st['layers'], channels=st['channels']), st['n_layers'])
+    return m
+
+def _trunk_from_resnet(trunk, resnet):
+    "Copy a trained `resnet` StagedModel's stem and first stages into `trunk` (a `TrunkConv.trunk`/`ResNetTrunkEmbed.backbone`)."
+    trunk[:4].load_state_dict(resnet.stages[0].state_dict())
+    blocks = iter(resnet.stages[1:-1])
+    for layer in trunk[4:]:
+        for b in layer: b.load_state_dict(next(blocks).state_dict())
+
+def open_clip_config(c:dict) -> dict:
+    "The open_clip model config (`embed_dim`, `vision_cfg`, `text_cfg`) held in an embedded `clip` config."
+    return dict(embed_dim=c['embed_dim'], vision_cfg=dict(c['vision']), text_cfg=dict(c['text']))
+
+def clip_tokenizer(c:dict|None=None):
+    "The tokenizer of the embedded CLIP (open_clip's BPE tokenizer at the config's context length)."
+    return open_clip.get_tokenizer(register_clip(open_clip_config(c or MODELS['clip'].config)))
+
+class _Captions(torch.utils.data.Dataset):
+    def __init__(self, x, tok, gid): self.x, self.tok, self.gid = x, tok, gid
+    def __len__(self): return len(self.gid)
+    def __getitem__(self, i): return self.x[i].float() / 255, self.tok[i], self.gid[i]
+
+class _Normalised(nn.Module):
+    "The CLIP model behind its own normalisation, for training on [0,1] images."
+    def __init__(self, clip):
+        super().__init__(); self.clip = clip
+        self.register_buffer('mean', torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1), persistent=False)
+    def forward(self, x, tok): return self.clip((x - self.mean) / self.std, tok)
+
+def clip_contrastive_loss(model, batch):
+    """CLIP's symmetric InfoNCE, with every pair whose captions are identical counted as a positive (a synthetic corpus repeats
+    captions such as 'a cross.' within a batch; treating them as negatives would push identical texts apart)."""
+    x, tok, gid = batch
+    out = model(x, tok)
+    img, txt, scale = (out['image_features'], out['text_features'], out['logit_scale']) if isinstance(out, dict) else out[:3]
+    logits = scale * img @ txt.T
+    same = (gid[:, None] == gid[None]).float()
+    tgt = same / same.sum(1, keepdim=True)
+    loss = .5 * (torch.sum(-tgt * F.log_softmax(logits, 1), 1).mean() + torch.sum(-tgt * F.log_softmax(logits.T, 1), 1).mean())
+    return loss, {'logit_scale': scale.item()}
+
+def _train_clip(m, c, folder, progress):
+    "Contrastive pre-training on `caption_corpus(c['n'])` through `engine.fit`, resumable."
+    if (c['stem'] or {}).get('init') == 'resnet': _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress))
+    x, _, caps = caption_corpus(c['n'], c['size'], c['seed'])
+    ids = {s: i for i, s in enumerate(sorted(set(caps)))}
+    data = _Captions(x.mul(255).round().to(torch.uint8), clip_tokenizer(c)(caps), torch.tensor([ids[s] for s in caps]))
+    fit(_Normalised(m), clip_contrastive_loss, data, epochs=c['epochs'], batch_size=c['batch_size'], lr=c['lr'],
+        weight_decay=c['weight_decay'], warmup=c['warmup'], seed=c['seed'], ckpt_dir=folder/'ckpt', ckpt_every=50,
+        progress=progress, drop_last=True)
+    return m
+
+register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, width=128, patch_size=8, head_width=32, pool_type='avg'),
+                            text=dict(context_length=20, vocab_size=49408, width=48, heads=2, layers=2),
+                            stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'),
+                            size=32, n=30000, seed=0, epochs=2, batch_size=256,
+                            lr=1e-3, weight_decay=0.1, warmup=0.05), _train_clip)(_clip)
+
+def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0.) -> StagedModel:
+    """The embedded CLIP (default: `create('clip')`) as a zero-shot classifier of [0,1] images: its image tower as a
+    `models.StagedModel` under a `models.ZeroShotHead` of prompt-ensembled class embeddings (CLIP's recipe)."""
+    clip = (clip if clip is not None else create('clip')).eval()
+    v = clip.visual
+    emb = text_class_embeddings(clip, clip_tokenizer(), list(class_names), templates)
+    stages = [CLIPStem(v), *v.transformer.resblocks, CLIPPool(v), ZeroShotHead(emb, clip.logit_scale.exp().item(), p)]
+    kinds = ['stem'] + ['block'] * len(v.transformer.resblocks) + ['norm', 'head']
+    return StagedModel(Prep(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD), stages, kinds, 'clip')

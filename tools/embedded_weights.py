@@ -1,0 +1,75 @@
+"""Re-create a shipped embedded model's weights file and record its config, hash and per-domain accuracy.
+
+    python tools/embedded_weights.py NAME [NAME ...]        # e.g. vit resnet clip teacher
+
+For each NAME: `robust_nb.embedded.create(NAME)` with its default config (trained now unless the cache holds it; the
+shipped file is ignored), stored as fp16 safetensors in robust_nb/assets/embedded/NAME.safetensors with the metadata of
+`embedded.save_weights`, then evaluated from that file on the fixed evaluation set (1,000 test images per domain, seed 0;
+the 15 corruptions at severity 3 on photo/test). NAME.json beside it records config, cache key, sha256, accuracies and
+training time. `clip` is evaluated zero-shot (prompt ensembling over `models.OPENAI_TEMPLATES`).
+"""
+import argparse, copy, hashlib, json, sys, time
+from pathlib import Path
+import torch
+from robust_nb import embedded as E
+from robust_nb.synthetic import render, DOMAINS
+from robust_nb.corruptions import corrupt, CORRUPTIONS
+from robust_nb.core import atomic_write_json, cache_dir
+
+EVAL = dict(n=1000, seed=0, split='test', severity=3)
+
+@torch.no_grad()
+def accuracy(model, x, y, bs=500):
+    model.eval()
+    return 100 * sum((model(x[i:i + bs]).argmax(-1) == y[i:i + bs]).sum().item() for i in range(0, len(x), bs)) / len(x)
+
+def evaluate(model) -> dict:
+    "Accuracy (%) per domain and the mean over the 15 corruptions at severity 3 (EVAL's fixed sets)."
+    out = {}
+    for d in DOMAINS:
+        x, y = render(d, EVAL['n'], seed=EVAL['seed'], split=EVAL['split'])
+        out[d] = accuracy(model, x, y)
+        if d == 'photo': xp, yp = x, y
+    cs = {c: accuracy(model, corrupt(xp, c, EVAL['severity'], generator=torch.Generator().manual_seed(0)).clamp(0, 1), yp) for c in CORRUPTIONS}
+    out['corruptions'] = sum(cs.values()) / len(cs)
+    out['natural_shifts'] = sum(out[d] for d in DOMAINS if d != 'photo') / (len(DOMAINS) - 1)
+    return {k: round(v, 2) for k, v in out.items()}
+
+def classifier(name, model):
+    return E.clip_zeroshot(model) if name == 'clip' else model
+
+def ship(name:str) -> dict:
+    c = E.resolve(name)
+    t0 = time.perf_counter()
+    spec = E.MODELS[name]
+    folder = cache_dir('embedded', name, E.cache_key(name))
+    model = E.cached(f'embedded/{name}', c, lambda f: _train(spec, c, f), lambda m, p: E.save_weights(m, p, name, c),
+                     lambda p: E.load_weights(spec.build(c), p), 'model.safetensors', spec.version)
+    train = json.loads((folder/'train.json').read_text()) if (folder/'train.json').exists() else {}
+    path = E.ASSETS/f'{name}.safetensors'; path.parent.mkdir(parents=True, exist_ok=True)
+    half = copy.deepcopy(model).half() if name != 'teacher' else copy.deepcopy(model)
+    E.save_weights(half, path, name, c)
+    shipped = E.load_weights(spec.build(c), path).eval()          # what users get: evaluate the shipped file
+    acc = evaluate(classifier(name, shipped))
+    n = sum(p.numel() for p in shipped.parameters())
+    rec = dict(name=name, config=c, key=E.cache_key(name), version=spec.version, file=path.name,
+               sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=path.stat().st_size, params=n,
+               params_image=sum(p.numel() for p in shipped.visual.parameters()) if name == 'clip' else n,
+               dtype='float16' if name != 'teacher' else 'float32', eval=EVAL, accuracy=acc, train_s=train.get('train_s'),
+               command=f"python tools/embedded_weights.py {name}", wall_s=round(time.perf_counter() - t0, 1))
+    atomic_write_json(rec, path.with_suffix('.json'))
+    return rec
+
+def _train(spec, c, folder):
+    torch.manual_seed(c['seed']); t0 = time.perf_counter()
+    m = spec.train(spec.build(c), c, folder, True)
+    atomic_write_json({'train_s': time.perf_counter() - t0}, folder/'train.json')
+    return m
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('names', nargs='+', help=f"embedded models: {', '.join(E.list_models())}")
+    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's)")
+    a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    for nm in a.names: print(json.dumps(ship(nm)), flush=True)
