@@ -4,40 +4,91 @@
 
 # %% ../nbs/16_quickstart.ipynb #54862d97
 from __future__ import annotations
-import time, json, hashlib, contextlib, copy, functools
+import time, json, contextlib, copy, functools
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import cache_dir, config_key, atomic_save, atomic_write_json, safe_load, atomic_write_bytes
+from accelerate import Accelerator
+from .core import cache_dir, cached, config_key, atomic_save, atomic_write_json, safe_load
+from .synthetic import render, NUM_CLASSES
+from .corruptions import CORRUPTIONS, corrupt
+from .data import embedded_suite
+from .models import small_cnn
+from .metrics import f_correct
+from .multihead import distill, multihead_for, predict, Selected, tuning_set
+from .baselines import apt
+from .dad import generate_dad, DADShards, DADPairs, distil
+from . import embedded
+from .evaluate import evaluate, count_params
+from .report import results_table, report_text, write_report
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'QUICKSTART_VQ', 'f_correct_by_shift', 'quickstart']
+__all__ = ['QUICKSTART_VERSION', 'QUICKSTART', 'default_models', 'f_correct_by_shift', 'load_zoo', 'multihead_stage', 'apt_stage',
+           'dad_stage', 'quickstart']
 
 # %% ../nbs/16_quickstart.ipynb #2161af4e
-QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=8000, frac=0.1, distill_epochs=30,
-                  dad_n=2000, dad_size=32, dad_epochs=8, seed=0, student_model='resnet', student={}, teacher={}, foundation={},
-                  vq={}, reference={})
-"""Defaults of `quickstart`. `corruptions=None` means all 15 ImageNet-C corruptions. `student_model` names the large
-student in the embedded zoo (`'resnet'` or `'vit'`, see `embedded.list_models()`); `student`, `teacher`, `foundation`,
-`vq` and `reference` override fields of those zoo models' configs (the tests use them to run the whole pipeline in seconds)."""
+QUICKSTART_VERSION = 2
+"Format version of the quickstart's cache. 2: block-granularity splits, DAD/KD losses weighted as the authors', zoo defaults."
 
-QUICKSTART_VQ = dict(n=600, epochs=4, config='tiny', batch_size=128, lr=2e-3)
-"The quickstart's Q: smaller and faster than the zoo's default `vq` (its 32-px images use the f=4 `tiny` VQ)."
+QUICKSTART = dict(size=32, n_eval=250, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=8000, blocks=2, frac=None,
+                  distill_epochs=30, dad_n=2000, dad_epochs=8, seed=0, student_model=None, foundation_model=None,
+                  student={}, teacher={}, foundation={}, vq={}, reference={})
+"""Defaults of `quickstart`. `corruptions=None`: all 15 ImageNet-C corruptions. `blocks`: blocks tuned by the multi-head
+method and APT (`frac`, a fraction of parameters, replaces it when given). `student_model`: the zoo's large student for
+the multi-head method and APT (None: `'clip'` when `embedded.list_models()` has it, else `'resnet'`); `foundation_model`:
+DAD's teacher (None: `'clip'`, else `'foundation'`). `student`, `teacher`, `foundation`, `vq` and `reference` override
+fields of those zoo models' configs (the tests use them to run the whole pipeline in seconds); left empty, the zoo's
+defaults are used, so the shipped weights apply."""
+
+def default_models() -> dict:
+    "The zoo models the quickstart uses when its config leaves them open: the CLIP model when the zoo has one."
+    clip = 'clip' in embedded.list_models()
+    return dict(student_model='clip' if clip else 'resnet', foundation_model='clip' if clip else 'foundation')
 
 def _zoo(c:dict) -> dict:
-    "The embedded models of quickstart config `c`: role -> (zoo name, whole config)."
-    from robust_nb.embedded import resolve
-    d, s = c['dad_size'], c['seed']
-    return dict(student=(c['student_model'], resolve(c['student_model'], **{'size': c['size'], **c['student']})),
-                teacher=('teacher', resolve('teacher', **{'size': c['size'], **c['teacher']})),
-                foundation=('foundation', resolve('foundation', **{'size': d, 'seed': s, **c['foundation']})),
-                vq=('vq', resolve('vq', **{'size': d, 'seed': s, **QUICKSTART_VQ, **c['vq']})),
-                reference=('reference', resolve('reference', **{'size': c['size'], **c['reference']})))
+    """The embedded models of quickstart config `c`: role -> (zoo name, whole config). Models evaluated on the suite get
+    its image `size`; unknown names or fields are refused here, before any work."""
+    def cfg(name, over):
+        size = {'size': c['size']} if 'size' in embedded.MODELS[name].config else {}
+        return name, embedded.resolve(name, **{**size, **over})
+    return dict(student=cfg(c['student_model'], c['student']), teacher=cfg('teacher', c['teacher']),
+                foundation=cfg(c['foundation_model'], c['foundation']), vq=('vq', embedded.resolve('vq', **c['vq'])),
+                reference=cfg('reference', c['reference']))
 
-def _key(c:dict, zoo:dict) -> str:
-    "Cache key of a quickstart run: its whole config, and the whole config and weights identity of every zoo model it uses."
-    from robust_nb.embedded import weights_key
-    return config_key(dict(quickstart=c, models={r: [n, cfg, weights_key(n, **cfg)] for r, (n, cfg) in zoo.items()}))
+def _weights_id(name:str, cfg:dict, scratch:bool) -> str:
+    "Identity of the weights a zoo model is used with: its cache key when re-created from scratch, else `embedded.weights_key`."
+    return embedded.cache_key(name, **cfg) if scratch else embedded.weights_key(name, **cfg)
+
+def _key(c:dict, zoo:dict, scratch:bool=False) -> str:
+    "Cache key of a quickstart run: its whole config, the whole config and weights identity of every zoo model, the version."
+    models = {r: [n, cfg, _weights_id(n, cfg, scratch)] for r, (n, cfg) in zoo.items()}
+    return config_key(dict(quickstart=c, models=models), QUICKSTART_VERSION)
+
+def _create(name:str, cfg:dict, scratch:bool=False, progress:bool=True):
+    """`embedded.create(name, pretrained=True, **cfg)`; `scratch`: never the shipped file, but `create(pretrained=False)`
+    trained with the model's recipe, cached where `create` caches what it trains."""
+    if not scratch: return embedded.create(name, progress=progress, **cfg)
+    spec, c = embedded.MODELS[name], embedded.resolve(name, **cfg)
+    def build(folder):
+        torch.manual_seed(c['seed']); t0 = time.perf_counter()
+        m = spec.train(embedded.create(name, pretrained=False, **cfg), c, folder, progress)
+        atomic_write_json({'train_s': time.perf_counter() - t0}, folder/'train.json')
+        return m
+    return cached(f'embedded/{name}', c, build, lambda m, p: embedded.save_weights(m, p, name, c),
+                  lambda p: embedded.load_weights(embedded.create(name, pretrained=False, **cfg), p),
+                  'model.safetensors', spec.version).eval()
+
+def _classifier(m):
+    "A zoo model as an image classifier: an open_clip CLIP becomes its zero-shot classifier (`embedded.clip_zeroshot`)."
+    return embedded.clip_zeroshot(m) if hasattr(m, 'encode_text') else m
+
+def _device(device=None) -> torch.device:
+    "`device`, or CUDA when torch sees a GPU, else the CPU."
+    return torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+def _fit_kw(dev:torch.device) -> dict:
+    "`engine.fit` arguments that train on `dev`: accelerate picks CUDA whenever it sees one, so a CPU run on a GPU machine says so."
+    return dict(accelerator=Accelerator(cpu=True)) if dev.type == 'cpu' and torch.cuda.is_available() else {}
 
 class _Stages:
     "Times named stages and prints them as they finish."
@@ -67,94 +118,121 @@ def _cached_model(path:Path, build, train):
 # %% ../nbs/16_quickstart.ipynb #25e71f18
 def f_correct_by_shift(mh, suite, n:int=250, seed:int=0, severity:int=3) -> pd.Series:
     "F_correct of a `MultiHead`'s eq. 6 selection on each shift of `suite` (corruptions at `severity` only)."
-    from robust_nb.multihead import predict
-    from robust_nb.metrics import f_correct
-    from robust_nb.corruptions import corrupt
-    out = {}
+    out, dev = {}, next(mh.parameters()).device
     for sh in suite:
         if sh.kind == 'corruption' and sh.severity != severity: continue
         x = torch.stack([sh.dataset[i][0] for i in range(min(len(sh.dataset), n))])
         if sh.on_the_fly: x = corrupt(x, sh.corruption, sh.severity, generator=torch.Generator().manual_seed(seed))
-        sel, _ = predict(mh, x)
+        sel, _ = predict(mh, x.to(dev))
         out[sh.name] = f_correct(sel, torch.full_like(sel, sh.kind != 'clean', dtype=torch.bool))
     return pd.Series(out, name='F_correct')
 
 # %% ../nbs/16_quickstart.ipynb #1ff0e66b
-def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, **cfg) -> dict:
-    "Run the embedded pipeline (cached), print the tables, and write CSV/JSON + a self-contained HTML report to `out_dir`."
+def load_zoo(zoo:dict, from_scratch:bool=False, device=None, progress:bool=True) -> dict:
+    """The quickstart's models from the embedded zoo (`_zoo` roles -> (name, config)), as classifiers on `device`: `student`,
+    `teacher`, `foundation` (the student itself when both roles name the same model and config) and `vq`."""
+    dev = _device(device)
+    make = lambda role: _classifier(_create(*zoo[role], from_scratch, progress)).to(dev).eval()
+    out = dict(student=make('student'), teacher=make('teacher'))
+    out['foundation'] = out['student'] if zoo['foundation'] == zoo['student'] else make('foundation')
+    out['vq'] = _create(*zoo['vq'], from_scratch, progress).to(dev).eval()
+    return out
+
+def _split_kw(c:dict) -> dict: return dict(frac=c['frac']) if c['frac'] is not None else dict(blocks=c['blocks'])
+
+def multihead_stage(c:dict, student, teacher, tuning, root:Path, device=None, progress:bool=True) -> tuple:
+    "Multi-head distillation of `teacher` into `student` on D^a `tuning()`, cached in `root`: `(MultiHead, costs)`."
+    dev = _device(device)
+    def train(m):
+        r = distill(student, teacher, tuning(), **_split_kw(c), epochs=c['distill_epochs'], seed=c['seed'], device=dev,
+                    progress=progress, **_fit_kw(dev))
+        return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.split.n_tuned)
+    return _cached_model(root/'multihead.pt', lambda: multihead_for(student, **_split_kw(c))[1].to(dev), train)
+
+def apt_stage(c:dict, student, tuning, root:Path, device=None, progress:bool=True) -> tuple:
+    "APT: the same tuned layers of a copy of `student` trained on D^a with cross-entropy, cached in `root`: `(model, costs)`."
+    dev = _device(device)
+    def train(m):
+        ts = tuning()
+        r = apt(student, (ts.x, ts.y), **_split_kw(c), epochs=c['distill_epochs'], seed=c['seed'], progress=progress, **_fit_kw(dev))
+        return r.model.to(dev), dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned)
+    return _cached_model(root/'apt.pt', lambda: copy.deepcopy(student), train)
+
+def dad_stage(c:dict, phi, vq, root:Path, device=None, progress:bool=True) -> tuple:
+    """DAD samples of foundation teacher `phi` (eq. 9, cached in `root/'dad_samples'`) and two small students distilled
+    from it with KD and with DAD: `(models, costs, manifest)`."""
+    dev = _device(device)
+    xd, yd = render('photo', c['dad_n'], size=c['size'], seed=c['seed'] + 2, split='train')
+    man = generate_dad(phi, vq, (xd, yd), root/'dad_samples', device=dev, seed=c['seed'], progress_bar=progress)
+    pairs = DADPairs((xd, yd), DADShards(root/'dad_samples'), teacher=phi)
+    models, costs = {}, {}
+    for m in ('kd', 'dad'):
+        def train(s, m=m):
+            t0 = time.perf_counter()
+            distil(s, m, pairs, teacher=phi, vq=vq, epochs=c['dad_epochs'], batch_size=64, lr=2e-3, seed=c['seed'],
+                   progress=progress, **_fit_kw(dev))
+            ms = 1000 * (time.perf_counter() - t0) / (len(pairs) * c['dad_epochs'])
+            return s.to(dev), dict(train_ms_per_img=ms, params_tuned=sum(p.numel() for p in s.parameters()))
+        name = f'small student ({m.upper()})'
+        models[name], costs[name] = _cached_model(root/f'student_{m}.pt', lambda: _seeded(small_cnn, c['seed'], NUM_CLASSES).to(dev), train)
+    return models, costs, man
+
+# %% ../nbs/16_quickstart.ipynb #q16run01
+def _evaluate_all(c, models, suite, zoo, mh, device, progress):
+    "Every model on every shift, mCE normalised by the embedded reference model; F_correct of the multi-head model per shift."
+    norm = embedded.reference_normaliser(size=c['size'], n=c['n_eval'], seed=c['seed'], reference=zoo['reference'][1],
+                                         corruptions=list(dict.fromkeys(s.corruption for s in suite.corruptions)), progress=progress)
+    results = {n: evaluate(m, suite, name=n, progress=progress, baseline=norm, device=device) for n, m in models.items()}
+    return results, f_correct_by_shift(mh, suite, n=c['n_eval'], seed=c['seed'])
+
+def _summary(c, zoo, mh, from_scratch) -> str:
+    "What ran: the zoo models in each role and the multi-head split."
+    z = {r: n for r, (n, _) in zoo.items()}
+    return (f"zoo models: student = {z['student']}, robust teacher = {z['teacher']}, foundation teacher = {z['foundation']}, VQ = {z['vq']} "
+            f"({'re-created from scratch' if from_scratch else 'shipped weights or cache'}); multi-head split: "
+            f"{'frac=' + str(c['frac']) if c['frac'] is not None else str(c['blocks']) + ' blocks'} tuned = {mh.frac_tuned:.1%} "
+            f"of the student's parameters, each head {mh.head_frac:.1%} of the tuned part ({mh.head_blocks} block(s))")
+
+def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, from_scratch:bool=False, device=None, **cfg) -> dict:
+    """Run the embedded pipeline (cached), print the labelled tables, and write CSV/JSON + a self-contained HTML report to
+    `out_dir`. `cfg` overrides `QUICKSTART`. `from_scratch`: re-create every zoo model with its recipe instead of loading
+    the shipped weights. `device`: where models run (default CUDA when available)."""
     bad = set(cfg) - set(QUICKSTART)
     if bad: raise TypeError(f"unknown quickstart settings {sorted(bad)}; valid: {', '.join(QUICKSTART)}")
-    from robust_nb.synthetic import render, NUM_CLASSES, CLASSES
-    from robust_nb.corruptions import CORRUPTIONS
-    from robust_nb.data import embedded_suite
-    from robust_nb.models import small_cnn
-    from robust_nb.multihead import distill, multihead_for, Selected, tuning_set
-    from robust_nb.baselines import apt
-    from robust_nb.dad import generate_dad, DADShards, DADPairs, distil
-    from robust_nb.embedded import create, reference_normaliser
-    from robust_nb.evaluate import evaluate, count_params
-    from robust_nb.report import results_table, report_text, write_report
     c = {**QUICKSTART, **cfg}
-    zoo = _zoo(c)                                     # refuses an unknown student_model or config field before any work
-    root = cache_dir('quickstart', _key(c, zoo)); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    c.update({k: c[k] or v for k, v in default_models().items()})
+    zoo, dev = _zoo(c), _device(device)                 # refuses an unknown model or config field before any work
+    root = cache_dir('quickstart', _key(c, zoo, from_scratch)); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     stage, models, costs = _Stages(verbose), {}, {}
     torch.manual_seed(c['seed'])
-
     with stage('1. data: render the embedded benchmark'):
         suite = embedded_suite(size=c['size'], n=c['n_eval'], seed=c['seed'], corruptions=c['corruptions'] or CORRUPTIONS,
                                severities=c['severities'], cache=True)
         @functools.cache
         def tuning():                   # D^a, built only if a tuned model is not cached yet (its augmentations take seconds)
             return tuning_set(*render('photo', c['n_tune'], size=c['size'], seed=c['seed'] + 1, split='train'), a=0.5, seed=c['seed'])
-
-    with stage('2. pre-train the large student'):
-        student = create(zoo['student'][0], progress=verbose, **zoo['student'][1])
-        models['student (original)'] = student
-        costs['student (original)'] = dict(params_tuned=sum(p.numel() for p in student.parameters()))
-
-    with stage('3. robustify the small teacher (AugMix + DeepAugment)'):
-        teacher = create('teacher', progress=verbose, **zoo['teacher'][1])
-        models['teacher (small, robust)'] = teacher
-
-    with stage('4. APT vs multi-head distillation'):
-        def _train_mh(m):
-            r = distill(student, teacher, tuning(), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
-            return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.split.n_tuned)
-        mh, costs['multi-head (ours)'] = _cached_model(
-            root / 'multihead.pt', lambda: multihead_for(student, frac=c['frac'])[1], _train_mh)
+    with stage('2. zoo models: student, robust teacher, foundation teacher, VQ'):
+        z = load_zoo(zoo, from_scratch, dev, verbose)
+        models['student (original)'], models['teacher (small, robust)'] = z['student'], z['teacher']
+        costs['student (original)'] = dict(params_tuned=count_params(z['student'])[1])
+    with stage('3. multi-head distillation (ours)'):
+        mh, costs['multi-head (ours)'] = multihead_stage(c, z['student'], z['teacher'], tuning, root, dev, verbose)
         models['multi-head (ours)'] = Selected(mh)
-        def _train_apt(m):
-            r = apt(student, (tuning().x, tuning().y), frac=c['frac'], epochs=c['distill_epochs'], seed=c['seed'], progress=verbose)
-            return r.model, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned)
-        models['APT'], costs['APT'] = _cached_model(root / 'apt.pt', lambda: copy.deepcopy(student), _train_apt)   # APT tunes a copy of the student
-
+    with stage('4. APT'):
+        models['APT'], costs['APT'] = apt_stage(c, z['student'], tuning, root, dev, verbose)
     with stage('5. DAD vs KD'):
-        phi = create('foundation', progress=verbose, **zoo['foundation'][1])
-        vq = create('vq', progress=verbose, **zoo['vq'][1])
-        xd, yd = render('photo', c['dad_n'], size=c['dad_size'], seed=c['seed'] + 2, split='train')
-        man = generate_dad(phi, vq, (xd, yd), root / 'dad_samples', progress_bar=verbose)
-        pairs = DADPairs((xd, yd), DADShards(root / 'dad_samples'), teacher=phi)
-        models['teacher (foundation-like)'] = phi
-        for m in ('kd', 'dad'):
-            def _train(s, m=m):
-                t0 = time.perf_counter()
-                distil(s, m, pairs, teacher=phi, vq=vq, epochs=c['dad_epochs'], batch_size=64, lr=2e-3, seed=c['seed'], progress=verbose)
-                ms = 1000 * (time.perf_counter() - t0) / (len(pairs) * c['dad_epochs'])
-                return s, dict(train_ms_per_img=ms, params_tuned=sum(p.numel() for p in s.parameters()))
-            name = f'small student ({m.upper()})'
-            models[name], costs[name] = _cached_model(root / f'student_{m}.pt', lambda: _seeded(small_cnn, c['seed'], NUM_CLASSES), _train)
-
+        if z['foundation'] is not z['student']: models['teacher (foundation)'] = z['foundation']   # else it is the student's row
+        dm, dc, man = dad_stage(c, z['foundation'], z['vq'], root, dev, verbose)
+        models.update(dm); costs.update(dc)
     with stage('6. evaluate every model on every shift'):
-        norm = reference_normaliser(n=c['n_eval'], seed=c['seed'], corruptions=list(dict.fromkeys(s.corruption for s in suite.corruptions)),
-                                    reference=zoo['reference'][1], progress=verbose)
-        results = {n: evaluate(m, suite, name=n, progress=verbose, baseline=norm) for n, m in models.items()}
+        results, fc = _evaluate_all(c, models, suite, zoo, mh, dev, verbose)
         for n in models: costs.setdefault(n, {})['params_total'] = count_params(models[n])[1]
-        fc = f_correct_by_shift(mh, suite, n=c['n_eval'], seed=c['seed'])
-
-    table, fcs = results_table(list(results.values()), costs=costs), {'multi-head (ours)': fc}
-    if verbose: print(report_text(list(results.values()), costs, fcs))
-    report = write_report(list(results.values()), out, costs=costs, title='robust_nb quickstart (embedded benchmark)', f_correct=fcs)
-    atomic_write_json(dict(config=c, stage_seconds=stage.times, dad_manifest=man, f_correct=fc.to_dict()), out / 'quickstart.json')
-    if verbose: print(f"stages (s): {json.dumps({k: round(v, 1) for k, v in stage.times.items()})}\nreport: {report}")
-    return dict(table=table, f_correct=fc, results=results, models=models, costs=costs, times=stage.times, report=report, suite=suite,
-                vq=vq, multihead=mh)
+    rs, fcs, what = list(results.values()), {'multi-head (ours)': fc}, _summary(c, zoo, mh, from_scratch)
+    if verbose: print(what + "\n\n" + report_text(rs, costs, fcs))
+    report = write_report(rs, out, costs=costs, title='robust_nb quickstart (embedded benchmark)', f_correct=fcs)
+    split = dict(frac_tuned=mh.frac_tuned, head_frac=mh.head_frac, head_blocks=mh.head_blocks)
+    atomic_write_json(dict(config=c, models={r: n for r, (n, _) in zoo.items()}, from_scratch=from_scratch, split=split,
+                           stage_seconds=stage.times, dad_manifest=man, f_correct=fc.to_dict()), out/'quickstart.json')
+    if verbose: print(f"stages (s): {json.dumps({k: round(v, 1) for k, v in stage.times.items()})}\nreport: {report['html']}")
+    return dict(table=results_table(rs, costs=costs), f_correct=fc, results=results, models=models, costs=costs,
+                times=stage.times, report=report, suite=suite, vq=z['vq'], multihead=mh, zoo=zoo, split=split)
