@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_models.ipynb #b65c31ae
 from __future__ import annotations
-import copy, os
+import copy, os, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -17,8 +17,9 @@ from .core import check_images, safe_load
 
 # %% auto #0
 __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem',
-           'ViTHead', 'CallHead', 'StagedModel', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn',
-           'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
+           'ViTHead', 'CallHead', 'StagedModel', 'ClassMismatch', 'NewHeadWarning', 'read_weights', 'head_keys',
+           'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
+           'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'DropAfter',
            'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
 
@@ -113,6 +114,73 @@ class StagedModel(nn.Module):
     def n_blocks(self) -> int: return self.kinds.count('block')
     def extra_repr(self): return f"name={self.name!r}, kinds={'/'.join(k[0] for k in self.kinds)}"
 
+# %% ../nbs/10_models.ipynb #h14strict0ex
+class ClassMismatch(ValueError):
+    "A weights file whose classifier `key` (shape `shape`) has another class count than the `num_classes` asked for."
+    def __init__(self, file, key:str, shape, num_classes:int):
+        self.file, self.key, self.shape, self.num_classes = file, key, tuple(shape), num_classes
+        n = self.shape[0]
+        super().__init__(f"{file}: classifier {key} has shape {self.shape} ({n} classes) but {num_classes} classes are needed "
+                         f"(shape {(num_classes, *self.shape[1:])}); either use the file's {n} classes (num_classes={n}), or pass "
+                         f"new_head=True to load the rest of the file and start a fresh {num_classes}-class classifier")
+
+class NewHeadWarning(UserWarning):
+    "A weights file was loaded with a fresh classifier because `new_head=True` was asked for."
+
+def read_weights(path) -> dict:
+    "The state dict in weights file `path` (safe loading; `state_dict`/`model`/EMA containers unwrapped, `module.` stripped)."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"weights file {p} does not exist")
+    sd = safe_load(p)
+    for k in ('state_dict', 'model', 'state_dict_ema', 'model_ema', 'ema'):
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]; break
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"weights file {p} holds no state dict of tensors; save one with torch.save(model.state_dict(), ...) or safetensors")
+    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
+
+def head_keys(model) -> list[str]:
+    "The state-dict keys of `model`'s classifier: a StagedModel's head stage, timm's `get_classifier()`, else the last `nn.Linear`."
+    sd, stages = model.state_dict(), getattr(model, 'stages', None)
+    if stages is not None and hasattr(model, 'forward_head'): return [k for k in sd if k.startswith(f'stages.{len(stages) - 1}.')]
+    clf = model.get_classifier() if hasattr(model, 'get_classifier') else None
+    names = [n for n, m in model.named_modules() if m is clf and n] if isinstance(clf, nn.Module) else []
+    if not names: names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
+    return [k for k in sd if names and k.startswith(names[-1] + '.')]
+
+def _classes_of(shapes:dict, head:list[str]):
+    "The class count a classifier's 2-D weight gives, or None."
+    w = [k for k in head if k.endswith('weight') and k in shapes and len(shapes[k]) == 2]
+    return tuple(shapes[w[0]])[0] if w else None
+
+def _show(v:list) -> str: return f"{v[:6]}{f' and {len(v) - 6} more' if len(v) > 6 else ''}"
+
+def check_weights(file, got:dict, want:dict, head:list[str], new_head:bool=False, arch:str='the model'):
+    "Compare a weights file's shapes (`got`) with a model's (`want`): `ClassMismatch`, or a ValueError listing missing/unexpected keys."
+    n_got, n_want = _classes_of(got, head), _classes_of(want, head)
+    if n_got is not None and n_want is not None and n_got != n_want and not new_head:
+        k = [k for k in head if k.endswith('weight') and k in got][0]
+        raise ClassMismatch(file, k, got[k], n_want)
+    skip = set(head) if new_head else set()
+    missing = [k for k in want if k not in got and k not in skip]
+    unexpected = [k for k in got if k not in want and k not in skip]
+    shapes = [f"{k}: file {tuple(got[k])} vs model {tuple(want[k])}" for k in want if k in got and k not in skip and tuple(got[k]) != tuple(want[k])]
+    if missing or unexpected or shapes:
+        raise ValueError(f"{file} does not fit {arch}: missing keys {_show(missing)}, unexpected keys {_show(unexpected)}, "
+                         f"other shapes {_show(shapes)}; is it a checkpoint of another architecture?")
+
+def _shapes(sd:dict) -> dict: return {k: tuple(v.shape) for k, v in sd.items()}
+
+def load_weights(model:nn.Module, file, new_head:bool=False, arch:str='the model', sd:dict|None=None) -> nn.Module:
+    "Load weights file `file` (or its already read `sd`) into `model` strictly; `new_head`: all but the classifier, which stays fresh."
+    sd, head = read_weights(file) if sd is None else sd, head_keys(model)
+    check_weights(file, _shapes(sd), _shapes(model.state_dict()), head, new_head, arch)
+    if new_head:
+        sd = {k: v for k, v in sd.items() if k not in head}
+        warnings.warn(f"{file}: new_head=True, so its classifier is not loaded: {', '.join(head)} keep their fresh initialisation "
+                      "(all other weights loaded)", NewHeadWarning)
+    model.load_state_dict(sd, strict=not new_head)
+    return model
+
 # %% ../nbs/10_models.ipynb #42e43f8c
 class Residual(nn.Module):
     "One residual branch of a transformer block: `x + drop_path(ls(fn(norm(x))))` (owning the block's own modules)."
@@ -152,23 +220,68 @@ def _timm_stages(m, residual_stages:bool=True):
                         "VisionTransformer, ResNet, ConvNeXt (and their subclasses)")
     return stages, kinds
 
-def timm_classifier(name:str, num_classes:int, pretrained:bool|str|Path=False, residual_stages:bool=True, **kw) -> StagedModel:
-    "timm model `name` with `num_classes` outputs as a `StagedModel`; `pretrained` may be a local weights file."
-    if isinstance(pretrained, (str, Path)):
-        p = Path(pretrained)
-        if not p.exists(): raise FileNotFoundError(f"pretrained weights {p} do not exist; pass a local .safetensors/.pth file or False")
-        kw['pretrained_cfg_overlay'] = dict(file=str(p), **kw.get('pretrained_cfg_overlay', {}))
-        pretrained = True
-    src = kw.get('checkpoint_path') or kw.get('pretrained_cfg_overlay', {}).get('file')
-    try: m = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kw)
-    except Exception as e:   # timm's own read errors (e.g. safetensors' "header too large") do not name the file
-        if src is None: raise
-        raise RuntimeError(f"could not load weights {src} into timm model {name!r} ({type(e).__name__}: {e}); "
-                           "check that the file is complete (copy it again if truncated) and made for this architecture") from e
+def _timm_head(m) -> list[str]:
+    "Classifier keys of a bare timm model (`get_classifier()`; the pretrained config's `classifier` as fallback)."
+    keys = head_keys(m)
+    if keys: return keys
+    clf = m.pretrained_cfg.get('classifier') or 'fc'
+    return [f'{c}.{p}' for c in ([clf] if isinstance(clf, str) else clf) for p in ('weight', 'bias')]
+
+def _timm_from_file(name:str, num_classes:int|None, file, new_head:bool, residual_stages:bool, **kw) -> StagedModel:
+    "timm model `name` with the weights of `file` (timm format or a saved `StagedModel`), loaded strictly; see `check_weights`."
+    sd = read_weights(file)
+    got, staged = _shapes(sd), any(k.startswith('stages.') for k in sd)
+    if staged:
+        last = max(int(k.split('.')[1]) for k in sd if k.startswith('stages.'))
+        head = [k for k in sd if k.startswith(f'stages.{last}.')]
+    else:
+        with torch.device('meta'): head = _timm_head(timm.create_model(name, num_classes=num_classes or 1, **kw))
+    n_file = _classes_of(got, head) or num_classes
+    if n_file is None: raise ValueError(f"{file} has no classifier weights to take the class count from; pass num_classes")
+    if num_classes is not None and n_file != num_classes and not new_head:
+        k = [k for k in head if k.endswith('weight') and len(got.get(k, ())) == 2][0]
+        raise ClassMismatch(file, k, got[k], num_classes)
+    m = timm.create_model(name, num_classes=n_file, **kw)
+    if not staged:
+        filt = getattr(sys.modules[type(m).__module__], 'checkpoint_filter_fn', None)   # timm's own key conversions (pos-embed resize, ...)
+        if filt is not None: sd = filt(sd, m)
+        check_weights(file, _shapes(sd), _shapes(m.state_dict()), _timm_head(m), False, f"timm model {name!r}")
+        m.load_state_dict(sd)
+    sm = _staged(m, name, residual_stages)
+    if staged: load_weights(sm, file, arch=f"timm model {name!r}", sd=sd)
+    if num_classes is not None and n_file != num_classes:
+        warnings.warn(f"{file}: new_head=True, so its {n_file}-class classifier is replaced by a fresh {num_classes}-class head "
+                      "(all other weights loaded)", NewHeadWarning)
+        sm.reset_classifier(num_classes)
+    return sm
+
+def _staged(m, name:str, residual_stages:bool) -> StagedModel:
     cfg = m.pretrained_cfg
     size = tuple(m.patch_embed.img_size) if isinstance(m, VisionTransformer) and not m.dynamic_img_size else None
     stages, kinds = _timm_stages(m, residual_stages)
     return StagedModel(Prep(cfg.get('mean', (0.485, 0.456, 0.406)), cfg.get('std', (0.229, 0.224, 0.225)), size), stages, kinds, name)
+
+def timm_classifier(name:str, num_classes:int|None, pretrained:bool|str|Path=False, residual_stages:bool=True,
+                    new_head:bool=False, **kw) -> StagedModel:
+    """timm model `name` with `num_classes` outputs as a `StagedModel`. `pretrained` may be a local weights file (timm's
+    format or a saved `StagedModel`), loaded strictly: a classifier for another class count raises `ClassMismatch` unless
+    `new_head=True` (then a fresh classifier, with a warning); `num_classes=None` takes the file's."""
+    if isinstance(pretrained, (str, Path)):
+        p = Path(pretrained)
+        if not p.exists(): raise FileNotFoundError(f"pretrained weights {p} do not exist; pass a local .safetensors/.pth file or False")
+        try: return _timm_from_file(name, num_classes, p, new_head, residual_stages, **kw)
+        except (ValueError, OSError): raise
+        except Exception as e:   # timm's / safetensors' own read errors (e.g. "header too large") do not name the file
+            raise RuntimeError(f"could not load weights {p} into timm model {name!r} ({type(e).__name__}: {e}); "
+                               "check that the file is complete (copy it again if truncated) and made for this architecture") from e
+    if num_classes is None: raise ValueError(f"timm_classifier({name!r}) needs num_classes (or a weights file to take it from)")
+    src = kw.get('checkpoint_path') or kw.get('pretrained_cfg_overlay', {}).get('file')
+    try: m = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kw)
+    except Exception as e:
+        if src is None: raise
+        raise RuntimeError(f"could not load weights {src} into timm model {name!r} ({type(e).__name__}: {e}); "
+                           "check that the file is complete (copy it again if truncated) and made for this architecture") from e
+    return _staged(m, name, residual_stages)
 
 # %% ../nbs/10_models.ipynb #c341f0bc
 EMBEDDED_ARCHS = {
@@ -264,14 +377,30 @@ def _clip_blocks(blocks, residual_stages:bool):
         kinds += ['block', 'mlp']
     return stages, kinds
 
+def _load_clip(clip, name:str, file):
+    "Load open_clip checkpoint `file` into `clip` strictly, after open_clip's own conversions; a mismatch lists the keys."
+    import open_clip
+    got = {}
+    clip.load_state_dict = lambda sd, strict=True: got.update(sd)     # capture what open_clip.load_checkpoint would load
+    try: open_clip.load_checkpoint(clip, str(file))
+    except (ValueError, OSError): raise
+    except Exception as e:
+        raise RuntimeError(f"could not read open_clip checkpoint {file} ({type(e).__name__}: {e}); check that the file is "
+                           f"complete and an open_clip {name} checkpoint") from e
+    finally: del clip.load_state_dict
+    if got:                                                            # (.npz big_vision weights load themselves)
+        check_weights(file, _shapes(got), _shapes(clip.state_dict()), [], False, f"open_clip {name}")
+        clip.load_state_dict(got)
+
 def clip_classifier(name:str, pretrained:str|Path|None=None, head:str='linear', class_names=None, templates=None,
                     num_classes:int|None=None, p:float=0., residual_stages:bool=False) -> StagedModel:
-    "open_clip model `name`'s image tower as a `StagedModel` under a 'linear' or 'zeroshot' head; `pretrained` = local file."
+    "open_clip model `name`'s image tower as a `StagedModel` under a 'linear' or 'zeroshot' head; `pretrained` = local file (loaded strictly)."
     import open_clip
     if head not in ('linear', 'zeroshot'): raise ValueError(f"head must be 'linear' or 'zeroshot', got {head!r}")
     if pretrained is not None and not Path(pretrained).exists():
         raise FileNotFoundError(f"open_clip weights {pretrained} do not exist; pass a local checkpoint file or None")
-    clip = open_clip.create_model(name, pretrained=str(pretrained) if pretrained else None)
+    clip = open_clip.create_model(name)
+    if pretrained is not None: _load_clip(clip, name, pretrained)
     v = clip.visual
     if not isinstance(v, _OCViT):
         raise TypeError(f"open_clip image tower {type(v).__name__} is not supported; robust_nb.models wraps open_clip ViT towers")
