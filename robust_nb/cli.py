@@ -4,17 +4,17 @@
 
 # %% ../nbs/17_cli.ipynb #h2cli004
 from __future__ import annotations
-import argparse, difflib, json, os, sys, time
+import argparse, contextlib, difflib, json, os, sys, time, warnings
 from collections import namedtuple
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET_TRAIN_LAYOUT', 'IMAGENET_SUITE_LAYOUT',
-           'RECIPE_NAMES', 'VARIANT_NAMES', 'METHOD_NAMES', 'TOOLS', 'CLIError', 'run_tool', 'resolve_device',
-           'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch', 'check_weights', 'load_weights',
-           'resolve_model', 'model_classes', 'read_classes', 'resolve_data', 'num_data_classes', 'resolve_vq',
-           'corrupt_main', 'teacher_main', 'distill_main', 'dad_generate_main', 'dad_train_main', 'eval_main',
-           'quickstart_main', 'main']
+           'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES', 'TOOLS', 'CLIError',
+           'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch',
+           'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes', 'resolve_data',
+           'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main', 'distill_main',
+           'dad_generate_main', 'dad_train_main', 'baselines_main', 'eval_main', 'quickstart_main', 'main']
 
 # %% ../nbs/17_cli.ipynb #h2cli006
 class CLIError(Exception):
@@ -146,75 +146,46 @@ def _embedded_model(name:str, pretrained:bool, what:str, num_classes:int|None=No
 
 # %% ../nbs/17_cli.ipynb #h2cli019
 def read_weights(path, what:str='weights') -> dict:
-    "The state dict in weights file `path` (safe loading; containers unwrapped); every error names the file."
-    from robust_nb.core import safe_load
+    "`models.read_weights` for a console script: the state dict in `path`; every error names the file."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"{what} file {p} does not exist; check the path after '@'")
-    try: sd = safe_load(p)
+    from robust_nb.models import read_weights as _read
+    try: return _read(p)
     except RuntimeError as e: raise CLIError(str(e)) from None
-    for k in ('state_dict', 'model', 'state_dict_ema', 'model_ema', 'ema'):
-        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]; break
-    import torch
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CLIError(f"{what} file {p} holds no state dict of tensors; save one with torch.save(model.state_dict(), ...) or safetensors")
-    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
 
-def _head_keys(model) -> list[str]:
-    "The state-dict keys of `model`'s classifier: a StagedModel's head stage, else its last `nn.Linear`."
-    import torch.nn as nn
-    stages = getattr(model, 'stages', None)
-    if stages is not None and hasattr(model, 'forward_head'): pre = f'stages.{len(stages) - 1}.'
-    else:
-        names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        if not names: return []
-        pre = names[-1] + '.'
-    return [k for k in model.state_dict() if k.startswith(pre)]
+def class_mismatch(e) -> CLIError:
+    "A `models.ClassMismatch` in the words of the console scripts (their flags as the two ways out)."
+    n, shape = e.shape[0], tuple(e.shape)
+    return CLIError(f"{e.file}: classifier {e.key} has shape {shape} ({n} classes) but {e.num_classes} classes are needed "
+                    f"(shape {(e.num_classes, *shape[1:])}); either use the file's {n} classes (data or --classes with "
+                    f"{n} classes), or pass --new-head to keep the rest of the file and train a fresh {e.num_classes}-class classifier")
 
-def _classes_of(shapes:dict, head:list[str]):
-    "The class count a classifier's 2-D weight gives, or None."
-    w = [k for k in head if k.endswith('weight') and k in shapes and len(shapes[k]) == 2]
-    return tuple(shapes[w[0]])[0] if w else None
-
-def class_mismatch(file, key:str, got:tuple, n_want:int) -> CLIError:
-    "The error for a weights file whose classifier `key` (shape `got`) does not have the `n_want` classes asked for."
-    return CLIError(f"{file}: classifier {key} has shape {tuple(got)} ({got[0]} classes) but {n_want} classes are needed "
-                    f"(shape {(n_want, *tuple(got)[1:])}); either use the file's {got[0]} classes (data or --classes with "
-                    f"{got[0]} classes), or pass --new-head to keep the rest of the file and train a fresh {n_want}-class classifier")
-
-def check_weights(file, got:dict, want:dict, head:list[str], new_head:bool=False, arch:str='the model'):
-    "Compare the shapes in a weights file (`got`) with a model's (`want`); raise naming the file, the keys and the fix."
-    n_got, n_want = _classes_of(got, head), _classes_of(want, head)
-    if n_got is not None and n_want is not None and n_got != n_want and not new_head:
-        k = [k for k in head if k.endswith('weight') and k in got][0]
-        raise class_mismatch(file, k, got[k], n_want)
-    skip = set(head) if new_head else set()
-    missing = [k for k in want if k not in got and k not in skip]
-    unexpected = [k for k in got if k not in want and k not in skip]
-    shapes = [f"{k}: file {tuple(got[k])} vs model {tuple(want[k])}" for k in want if k in got and k not in skip and tuple(got[k]) != tuple(want[k])]
-    if missing or unexpected or shapes:
-        show = lambda v: f"{v[:6]}{f' and {len(v) - 6} more' if len(v) > 6 else ''}"
-        raise CLIError(f"{file} does not fit {arch}: missing keys {show(missing)}, unexpected keys {show(unexpected)}, "
-                       f"other shapes {show(shapes)}; is it a checkpoint of another architecture?")
+@contextlib.contextmanager
+def strict_loading(what:str=''):
+    "Run `models`' strict loading in CLI words: `ClassMismatch` -> the `--new-head` message, read errors -> `CLIError`, a new head -> a note."
+    from robust_nb.models import ClassMismatch, NewHeadWarning
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always', NewHeadWarning)
+        try: yield
+        except ClassMismatch as e: raise class_mismatch(e) from None
+        except RuntimeError as e: raise CLIError(f"{what + ' ' if what else ''}{_message(e)[:600]}") from None
+        finally:
+            for w in ws:
+                if issubclass(w.category, NewHeadWarning): _note(str(w.message))
+                else: warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 def load_weights(model, file, new_head:bool=False, arch:str='the model'):
-    "Load weights file `file` into `model` strictly (`new_head`: all but the classifier, which keeps its fresh init)."
-    sd, head = read_weights(file), _head_keys(model)
-    check_weights(file, {k: tuple(v.shape) for k, v in sd.items()}, {k: tuple(v.shape) for k, v in model.state_dict().items()}, head, new_head, arch)
-    if new_head: sd = {k: v for k, v in sd.items() if k not in head}
-    model.load_state_dict(sd, strict=not new_head)
-    return model
+    "`models.load_weights` (strict; `new_head`: all but the classifier) with CLI messages."
+    from robust_nb.models import load_weights as _load
+    sd = read_weights(file)
+    with strict_loading(): return _load(model, file, new_head, arch, sd=sd)
+
 
 # %% ../nbs/17_cli.ipynb #h2cli022
 def _note(msg): print(f"note: {msg}", file=sys.stderr)
 
-def _check_classes(file, got, head, n_file, num_classes, new_head):
-    "Before building anything: the file's classifier must have `num_classes` classes, unless `new_head`."
-    if num_classes is not None and n_file != num_classes and not new_head:
-        k = [k for k in head if k.endswith('weight') and len(got[k]) == 2][0]
-        raise class_mismatch(file, k, got[k], num_classes)
-
 def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
-    import timm, torch
+    import timm
     from robust_nb.models import timm_classifier
     if name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), 5)
@@ -223,30 +194,8 @@ def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
         if num_classes is None: raise CLIError(f"{what} timm:{name} needs a class count: give it data, or a weights file (timm:{name}@<file>)")
         _note(f"{what} timm:{name} has no weights file: its weights are randomly initialised")
         return timm_classifier(name, num_classes)
-    sd = read_weights(file, f"{what} weights")
-    got = {k: tuple(v.shape) for k, v in sd.items()}
-    if any(k.startswith('stages.') for k in sd):                       # a robust_nb checkpoint of this architecture
-        last = max(int(k.split('.')[1]) for k in got if k.startswith('stages.'))
-        head = [k for k in got if k.startswith(f'stages.{last}.')]
-        n_file = _classes_of(got, head) or num_classes
-        _check_classes(file, got, head, n_file, num_classes, new_head)
-        m = timm_classifier(name, n_file)
-        check_weights(file, got, {k: tuple(v.shape) for k, v in m.state_dict().items()}, _head_keys(m), False, f"timm:{name}")
-        m.load_state_dict(sd)
-    else:                                                               # timm's own format: check, then timm loads it strictly
-        with torch.device('meta'): tm = timm.create_model(name, num_classes=num_classes or 1)
-        clf = tm.pretrained_cfg.get('classifier') or 'fc'
-        head = [f'{c}.{p}' for c in ([clf] if isinstance(clf, str) else clf) for p in ('weight', 'bias')]
-        n_file = _classes_of(got, head) or num_classes
-        _check_classes(file, got, head, n_file, num_classes, new_head)
-        with torch.device('meta'): tm = timm.create_model(name, num_classes=n_file)
-        check_weights(file, got, {k: tuple(v.shape) for k, v in tm.state_dict().items()}, head, False, f"timm:{name}")
-        try: m = timm_classifier(name, n_file, checkpoint_path=str(file))
-        except RuntimeError as e: raise CLIError(f"{what} {file} could not be loaded into timm:{name}: {_message(e)[:600]}") from None
-    if num_classes is not None and n_file != num_classes:
-        _note(f"{file}: classifier replaced by a fresh {num_classes}-class head (the file's has {n_file} classes)")
-        m.reset_classifier(num_classes)
-    return m
+    if not Path(file).is_file(): raise FileNotFoundError(f"{what} weights file {file} does not exist; check the path after '@'")
+    with strict_loading(what): return timm_classifier(name, num_classes, pretrained=file, new_head=new_head)
 
 def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
     import open_clip
@@ -259,9 +208,7 @@ def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
         raise CLIError(f"{what} clip:{arch} builds a zero-shot head from class names, and this data has none; pass --classes <file of '<folder> <name>' lines>")
     if file is not None and not Path(file).is_file(): raise FileNotFoundError(f"{what} checkpoint {file} does not exist; check the path after '@'")
     if file is None: _note(f"{what} clip:{arch} has no checkpoint: its image and text towers are randomly initialised")
-    try: return clip_classifier(arch, file, head=head, class_names=class_names, num_classes=num_classes)
-    except RuntimeError as e:
-        raise CLIError(f"{what} checkpoint {file} does not fit open_clip {arch}: {_message(e)[:600]}") from None
+    with strict_loading(what): return clip_classifier(arch, file, head=head, class_names=class_names, num_classes=num_classes)
 
 def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head:str='linear', new_head:bool=False,
                   pretrained:bool=True, what:str='--model'):
@@ -371,7 +318,8 @@ IMAGENET_SUITE_LAYOUT = """robust_nb_eval --suite imagenet --root ROOT reads whi
   ROOT/imagenet-a/<wnid>/*.jpg                                 ImageNet-A (200 classes)
   ROOT/stylized-imagenet/<wnid>/*                              Stylized-ImageNet (restyled val)
   ROOT/objectnet-1.0/images/<class>/*.png                      ObjectNet (113 ImageNet classes)
-  ROOT/imagenet-c/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C (robust_nb_corrupt builds one)"""
+  ROOT/imagenet-c/<corruption>/<1..5>/<wnid>/*.JPEG            ImageNet-C (robust_nb_corrupt builds one)
+  ROOT/imagenet-p/<perturbation>[_2|_3]/<wnid>/*.mp4           ImageNet-P videos: flip probability, mFR, mT5D (needs PyAV)"""
 
 def _lock(path, tool, min_free_gb, is_file=False):
     "Check output `path` now (writable, free space) and return its one-writer lock (a context manager; rank 0 of a launch holds it)."
@@ -396,6 +344,41 @@ def _launch_device(a):
 def _write_json(obj, path):
     from robust_nb.core import atomic_write_json
     atomic_write_json(obj, path)
+RESUME_FREE = ('device', 'workers', 'debug', 'min_free_gb', 'out', 'ckpt_dir', 'ckpt_every', 'quiet')   # flags a resumed run may change
+
+def check_resume(ckpt, a, tool:str, free=RESUME_FREE):
+    """Every training script's resume guard: a checkpoint folder `ckpt` that holds a run started with other settings than
+    `a`'s is refused, naming each difference; otherwise `ckpt/config.json` records `a`'s settings (the config JSON)."""
+    ckpt = Path(ckpt)
+    cfg = json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in free}, default=str))
+    f = ckpt / 'config.json'
+    if f.is_file() and any(p.name != 'config.json' for p in ckpt.iterdir()):
+        old = json.loads(f.read_text()).get('settings', {})
+        diff = [f"--{k.replace('_', '-')} {old.get(k)!r} then, {cfg.get(k)!r} now" for k in sorted(set(old) | set(cfg)) if old.get(k) != cfg.get(k)]
+        if diff: raise CLIError(f"{ckpt} holds a {tool} run started with other settings ({'; '.join(diff)}); rerun with the same "
+                                f"flags to resume it, or start afresh with another --ckpt-dir (or delete {ckpt})")
+    if _main_process(): ckpt.mkdir(parents=True, exist_ok=True); _write_json(dict(tool=tool, settings=cfg), f)
+
+def _ckpt_dir(a, out:Path) -> Path: return Path(a.ckpt_dir) if a.ckpt_dir else out.parent / f'ckpt-{out.stem}'
+
+def _train_device(a):
+    "The device of this process: `--device`, or under `accelerate launch` (auto/cuda) the GPU of its LOCAL_RANK."
+    d = resolve_device(a.device)
+    if d.type == 'cuda' and a.device in (None, 'auto', 'cuda') and 'LOCAL_RANK' in os.environ:
+        import torch
+        d = torch.device('cuda', int(os.environ['LOCAL_RANK']))
+    return d
+
+def _check_class_counts(d, nc:int, **models):
+    "Each model (flag name -> (spec, model)) must predict the data's `nc` classes; the error says how to fix a mismatch."
+    for flag, (spec, m) in models.items():
+        n = model_classes(m)
+        if n is not None and n != nc:
+            raise CLIError(f"--{flag.replace('_', '-')} {spec} predicts {n} classes but the data has {nc} "
+                           f"({'classes: ' + ', '.join(map(str, d.names[:5])) + (' ...' if len(d.names) > 5 else '') if d.names else 'labels 0..' + str(nc - 1)}); "
+                           f"use data with {n} classes (an ImageFolder with {n} class folders, or --classes), a model with {nc}, "
+                           "or pass --new-head to train a fresh classifier")
+
 
 # %% ../nbs/17_cli.ipynb #h2cli032
 def _corrupt_parser():
@@ -421,6 +404,8 @@ SRC layout: SRC/<class>/<image> (e.g. /data/imagenet/val/n01440764/ILSVRC2012_va
     p.add_argument('--classes', type=_names, default=None, help="comma-separated class folders to include (default: all)")
     p.add_argument('--quality', type=_int(1, 100), default=85, help="JPEG quality (ImageNet-C: 85)")
     p.add_argument('--workers', type=_int(1), default=None, help="parallel workers (default: min(4, CPUs))")
+    p.add_argument('--skip-bad', action='store_true', help="skip unreadable images (listed in each cell's .complete.json) instead of failing before any work")
+    p.add_argument('--skip-empty', action='store_true', help="skip empty class folders with a warning instead of failing")
     p.add_argument('--executor', choices=('thread', 'process'), default='thread', help="run the workers as threads or processes")
     return _common(p)
 
@@ -437,8 +422,9 @@ def _corrupt(a):
     with _lock(a.dst, 'robust_nb_corrupt', a.min_free_gb):
         st = corrupt_folder(a.src, a.dst, corruptions, a.severities, size=a.size or None, resize=(a.resize or None) if a.size else None,
                             border=a.border, seed=a.seed, quality=a.quality, workers=a.workers, executor=a.executor,
-                            device=str(device), classes=classes)
+                            device=str(device), classes=classes, skip_bad=a.skip_bad, skip_empty=a.skip_empty)
     print(f"{a.dst}: wrote {st['written']} files, {st['skipped']} already done ({st['images']} images x {st['cells']} cells)")
+    if st.get('bad'): print(f"{a.dst}: skipped {len(st['bad'])} unreadable image(s) (--skip-bad), listed in each cell's .complete.json")
 
 def corrupt_main(argv=None) -> None:
     "Console script `robust_nb_corrupt`."
@@ -479,7 +465,7 @@ The output is loaded later as --teacher timm:resnet50@/runs/rn50-augmix/teacher.
     g.add_argument('--mixed-precision', choices=('no', 'fp16', 'bf16'), default='no', help="accelerate mixed precision")
     g.add_argument('--workers', type=_int(0), default=0, help="DataLoader processes decoding ImageFolder images (0: in the main process)")
     o = p.add_argument_group('output')
-    o.add_argument('--ckpt-dir', default=None, help="checkpoint folder; a rerun resumes from it (default: <out folder>/ckpt-<out name>)")
+    o.add_argument('--ckpt-dir', default=None, help="checkpoint folder; a rerun with the same flags resumes from it, other settings are refused (default: <out folder>/ckpt-<out name>)")
     o.add_argument('--ckpt-every', type=_int(1), default=None, help="checkpoint every this many steps (default: each epoch)")
     o.add_argument('--out', default='teacher.pt', help="final weights file; config + results JSON beside it (<out>.json)")
     return _common(p)
@@ -503,9 +489,11 @@ def _teacher(a):
     RECIPES[a.recipe]                                                                  # fail early on a bad name
     out = Path(a.out); ckpt = Path(a.ckpt_dir) if a.ckpt_dir else out.parent / f'ckpt-{out.stem}'
     with _lock(out, 'robust_nb_teacher', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_teacher', 0):
+        check_resume(ckpt, a, 'robust_nb_teacher')
         d, size, embedded = _teacher_data(a)
         _seed(a.seed)                                                        # the model's init does not depend on the data
         model = resolve_model(a.model, num_data_classes(d), d.names, new_head=a.new_head, pretrained=False)
+        _check_class_counts(d, num_data_classes(d), model=(a.model, model))
         kw = {}
         if 'severity' in inspect.signature(RECIPES[a.recipe]).parameters:
             kw['severity'] = a.severity if a.severity is not None else 3 if embedded else 1
@@ -532,70 +520,88 @@ VARIANT_NAMES = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only') 
 
 def _distill_parser():
     p = _parser('robust_nb_distill', "Multi-head uncertainty-aware distillation: tune a slice of a large student with a small robust "
-                "teacher on D^a (clean + augmented images), three heads, MC-dropout head selection (eq. 3-6).",
+                "teacher on D^a (clean + augmented images), three heads, MC-dropout head selection (eq. 3-6). Any data size: an "
+                "ImageFolder is streamed (D^a fixed by index, never stored), frozen-backbone features go to resumable fp16 disk "
+                "shards (<out>.features) when they exceed --cache-budget-gb, and training resumes from --ckpt-dir after a kill.",
                 f"""examples:
   # the embedded benchmark (cached pre-trained student, cached robust small teacher):
   robust_nb_distill --out distilled.pt
-  # ImageNet: a CLIP ViT-B/16 student with a linear head, a robustified ResNet-50 teacher, 5% of the train set:
+  # ImageNet: a CLIP ViT-B/16 student with a linear head, a robustified ResNet-50 teacher, 10% of the student tuned:
   robust_nb_distill --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin --teacher timm:resnet50@/runs/rn50-augmix/teacher.pt \\
-      --data /data/imagenet/train --classes imagenet --size 224 --n 64000 --frac 0.1 --epochs 10 --out /runs/vitb16-mh.pt
+      --data /data/imagenet/train --classes imagenet --size 224 --frac 0.1 --epochs 10 --workers 8 \\
+      --mixed-precision bf16 --out /runs/vitb16-mh.pt
+  # the same on 8 GPUs (feature shards and batches split between the processes):
+  accelerate launch --num_processes 8 -m robust_nb.cli distill --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin \\
+      --teacher timm:resnet50@/runs/rn50-augmix/teacher.pt --data /data/imagenet/train --classes imagenet --workers 8 --out /runs/vitb16-mh.pt
 {IMAGENET_TRAIN_LAYOUT}
-The folder's first --n images are read into memory to build D^a.""")
+A rerun of the same command resumes (feature shards, then training); other settings are refused, naming the differences.""")
     p.add_argument('--student', default='embedded:resnet', help="large pre-trained student: embedded:resnet (or embedded:vit), timm:<name>[@weights] or clip:<arch>[@checkpoint]")
     p.add_argument('--teacher', default='embedded:teacher', help="small robust teacher: embedded:teacher, timm:<name>@<weights> or clip:<arch>[@checkpoint] (zero-shot)")
     p.add_argument('--new-head', action='store_true', help="replace a weights file's classifier by a fresh one for the data's classes")
-    p.add_argument('--data', default='embedded', help="clean training images: embedded[:<domain>], an ImageFolder root or a .pt file")
+    p.add_argument('--data', default='embedded', help="clean training images: embedded[:<domain>], an ImageFolder root (streamed) or a .pt file")
     p.add_argument('--classes', default=None, help="ImageFolder class order: imagenet, a file of '<folder> [name]' lines, or a comma list")
-    p.add_argument('--n', type=_int(1), default=8000, help="clean images used to build D^a")
+    p.add_argument('--n', type=_int(1), default=None, help="use the first N clean images (default: 8000 embedded, all of a folder or file)")
     p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 32 embedded, 224 ImageFolder)")
     g = p.add_argument_group('method')
     g.add_argument('--frac', type=_float(0, 1), default=0.1, help="fraction of the student's parameters tuned")
     g.add_argument('--blocks', type=_int(1), default=None, help="tune the last N blocks instead (overrides --frac)")
     g.add_argument('--da-frac', type=_float(0, 1), default=0.5, help="fraction of D^a used (the paper's a)")
     g.add_argument('--variant', choices=VARIANT_NAMES, default='ours', help="the method or one of the paper's ablations")
-    g.add_argument('--epochs', type=_int(1), default=30, help="tuning epochs over D^a")
-    g.add_argument('--batch-size', type=_int(1), default=256, help="images per step")
-    g.add_argument('--lr', type=_float(0), default=1e-3, help="AdamW learning rate")
-    g.add_argument('--no-cache', action='store_true', help="run the frozen backbone every step instead of caching its features once")
-    p.add_argument('--out', default='distilled.pt', help="output checkpoint (MultiHead state dict + config); results JSON beside it")
+    t = p.add_argument_group('training')
+    t.add_argument('--epochs', type=_int(1), default=30, help="tuning epochs over D^a")
+    t.add_argument('--max-steps', type=_int(1), default=None, help="stop after this many optimiser steps (default: all epochs)")
+    t.add_argument('--batch-size', type=_int(1), default=256, help="images per step (per process under accelerate launch)")
+    t.add_argument('--lr', type=_float(0), default=1e-3, help="AdamW learning rate")
+    t.add_argument('--mixed-precision', choices=('no', 'fp16', 'bf16'), default='no', help="accelerate mixed precision")
+    t.add_argument('--workers', type=_int(0), default=0, help="DataLoader processes decoding ImageFolder images (0: in the main process)")
+    t.add_argument('--no-cache', action='store_true', help="run the frozen backbone every step instead of caching its features once")
+    t.add_argument('--cache-budget-gb', type=_float(0, lo_open=False), default=2., help="features above this size (GiB) go to fp16 disk shards <out>.features")
+    o = p.add_argument_group('output')
+    o.add_argument('--ckpt-dir', default=None, help="checkpoint folder; a rerun with the same flags resumes from it (default: <out folder>/ckpt-<out name>)")
+    o.add_argument('--ckpt-every', type=_int(1), default=None, help="checkpoint every this many steps (default: each epoch)")
+    o.add_argument('--out', default='distilled.pt', help="output checkpoint (MultiHead state dict + config); results JSON beside it (<out>.json)")
     return _common(p)
 
-def _as_tensors(d:Data):
-    "Data as `(x, y)` tensors (an ImageFolder's images are read into memory)."
-    import torch
-    if isinstance(d.data, tuple): return d.data
-    xs, ys = zip(*[d.data[i] for i in range(len(d.data))])
-    return torch.stack(xs), torch.as_tensor(ys)
+def _distill_models(a, d, nc):
+    "Student (a staged model) and teacher for `_distill`, their class counts checked against the data's."
+    from robust_nb.models import StagedModel
+    _seed(a.seed)
+    st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student')
+    if not isinstance(st, StagedModel): raise CLIError(f"--student {a.student} is not a staged timm/CLIP model; use embedded:resnet, timm:<name> or clip:<arch>")
+    te = resolve_model(a.teacher, nc, d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
+    _check_class_counts(d, nc, student=(a.student, st), teacher=(a.teacher, te))
+    return st, te
 
 def _distill(a):
     _seed(a.seed)
     _check_specs(a, 'student', 'teacher')
-    device = _launch_device(a)
-    out = Path(a.out)
-    with _lock(out, 'robust_nb_distill', a.min_free_gb, is_file=True):
+    device = _train_device(a)
+    out = Path(a.out); ckpt = _ckpt_dir(a, out); feats = Path(f'{out}.features')
+    with _lock(out, 'robust_nb_distill', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_distill', 0):
+        check_resume(ckpt, a, 'robust_nb_distill')
         embedded = str(a.data).startswith('embedded')
-        d = resolve_data(a.data, n=a.n, size=a.size or (32 if embedded else 224), seed=a.seed, classes=a.classes)
+        d = resolve_data(a.data, n=a.n or (8000 if embedded else None), size=a.size or (32 if embedded else 224), seed=a.seed, classes=a.classes)
         nc = num_data_classes(d)
-        _seed(a.seed)
-        from robust_nb.models import StagedModel
-        st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student')
-        if not isinstance(st, StagedModel): raise CLIError(f"--student {a.student} is not a staged timm/CLIP model; use embedded:resnet, timm:<name> or clip:<arch>")
-        te = resolve_model(a.teacher, nc, d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
+        st, te = _distill_models(a, d, nc)
         from robust_nb.multihead import distill
-        r = distill(st, te, _as_tensors(d), frac=None if a.blocks else a.frac, blocks=a.blocks, a=a.da_frac, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                    variant=a.variant, cache=not a.no_cache, seed=a.seed, device=device)
+        r = distill(st, te, d.data, frac=None if a.blocks else a.frac, blocks=a.blocks, a=a.da_frac, epochs=a.epochs, max_steps=a.max_steps,
+                    batch_size=a.batch_size, lr=a.lr, variant=a.variant, cache=not a.no_cache, cache_budget=int(a.cache_budget_gb * 2**30),
+                    cache_path=feats, num_workers=a.workers, seed=a.seed, device=device, ckpt_dir=ckpt, ckpt_every=a.ckpt_every,
+                    mixed_precision=a.mixed_precision, accelerator=_accelerator(device, a.mixed_precision))
         if not _main_process(): return
         from robust_nb.core import atomic_save
         info = dict(student=a.student, teacher=a.teacher, frac=r.split.frac_tuned, variant=a.variant, n_tuned=r.split.n_tuned,
-                    n_total=r.split.n_total, ms_per_img=r.ms_per_img, class_names=d.names)
+                    n_total=r.split.n_total, ms_per_img=r.ms_per_img, num_classes=nc, class_names=d.names)
         atomic_save({'state_dict': r.model.state_dict(), **info}, out)
-        _write_json(dict(config=vars(a), **info, train_s=r.train_s, cache_s=r.cache_s), out.with_suffix(out.suffix + '.json'))
+        _write_json(dict(config=vars(a), **info, n_images=_n_items(d), train_s=r.train_s, cache_s=r.cache_s, n_seen=r.n_seen,
+                         final_loss=r.history[-1]['loss'] if r.history else None), out.with_suffix(out.suffix + '.json'))
     print(f"robust_nb_distill: tuned {r.split.n_tuned:,}/{r.split.n_total:,} params ({r.split.frac_tuned:.1%}) in "
           f"{r.train_s + r.cache_s:.1f} s ({r.ms_per_img:.2f} ms/img); saved {out}")
 
 def distill_main(argv=None) -> None:
     "Console script `robust_nb_distill`."
     run_tool(_distill_parser(), _distill, argv)
+
 
 # %% ../nbs/17_cli.ipynb #h2cli040
 METHOD_NAMES = ('ce', 'kd', 'dist', 'ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat', 'dat+dad')   # robust_nb.dad.METHODS
@@ -694,6 +700,7 @@ def _dad_train(a):
     except RuntimeError as e: raise CLIError(str(e)) from None          # incomplete generation: resume it first
     out = Path(a.out); ckpt = Path(a.ckpt_dir) if a.ckpt_dir else out.parent / f'ckpt-{out.stem}'
     with _lock(out, 'robust_nb_dad_train', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_dad_train', 0):
+        check_resume(ckpt, a, 'robust_nb_dad_train')
         d = _dad_data(a)
         n_gen, n = json.loads((Path(a.samples) / 'config.json').read_text()).get('n_items'), _n_items(d)
         if n_gen is not None and n != n_gen:
@@ -703,6 +710,7 @@ def _dad_train(a):
         vq = resolve_vq(a.vq) if a.method.startswith('dat') else None
         _seed(a.seed)
         student = resolve_model(a.student, nc, d.names, new_head=a.new_head, pretrained=False, what='--student')
+        _check_class_counts(d, nc, student=(a.student, student), teacher=(a.teacher, teacher))
         t0 = time.time()
         student = distil(student, a.method, DADPairs(d.data, shards, teacher=teacher), teacher=teacher, vq=vq, epochs=a.epochs,
                          batch_size=a.batch_size, lr=a.lr, seed=a.seed, max_steps=a.max_steps, ckpt_dir=ckpt, num_workers=a.workers,
@@ -717,6 +725,110 @@ def _dad_train(a):
 def dad_train_main(argv=None) -> None:
     "Console script `robust_nb_dad_train`."
     run_tool(_dad_train_parser(), _dad_train, argv)
+
+# %% ../nbs/17_cli.ipynb #h14cli002
+BASELINE_NAMES = ('apt', 'linear_probe', 'finetune', 'wise_ft', 'vpt')   # robust_nb.baselines: apt, linear_probe, finetune, wise_ft, vpt
+
+def _baselines_parser():
+    p = _parser('robust_nb_baselines', "The first paper's baselines on the same tuning data D^a as robust_nb_distill: APT (the "
+                "method's tuned slice, cross-entropy only), linear probe, full fine-tuning, WiSE-FT (fine-tune, then "
+                "interpolate the weights with --alpha) and VPT (prompt tokens; ViT students). Resumable.",
+                f"""examples:
+  # the embedded benchmark: APT on the embedded ResNet student (10% of it tuned):
+  robust_nb_baselines --method apt --out apt.pt
+  # ImageNet: WiSE-FT (alpha 0.5) of a CLIP ViT-B/16 fine-tuned end to end on 64,000 train images:
+  robust_nb_baselines --method wise_ft --alpha 0.5 --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin \\
+      --data /data/imagenet/train --classes imagenet --size 224 --n 64000 --epochs 10 --lr 1e-5 --out /runs/vitb16-wiseft.pt
+  # VPT (deep, 5 tokens) needs a ViT student:
+  robust_nb_baselines --method vpt --deep --student embedded:vit --out vpt.pt
+{IMAGENET_TRAIN_LAYOUT}
+The images are read into memory (robust_nb.baselines trains on tensors): cap a folder with --n.""")
+    p.add_argument('--method', choices=BASELINE_NAMES, required=True, help="the baseline")
+    p.add_argument('--student', default='embedded:resnet', help="pre-trained model: embedded:resnet (or embedded:vit), timm:<name>[@weights] or clip:<arch>[@checkpoint] (linear head, zero-shot initialised)")
+    p.add_argument('--new-head', action='store_true', help="replace a weights file's classifier by a fresh one for the data's classes")
+    p.add_argument('--data', default='embedded', help="clean training images: embedded[:<domain>], an ImageFolder root or a .pt file")
+    p.add_argument('--classes', default=None, help="ImageFolder class order: imagenet, a file of '<folder> [name]' lines, or a comma list")
+    p.add_argument('--n', type=_int(1), default=8000, help="clean images read (D^a adds an augmented copy of each)")
+    p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 32 embedded, 224 ImageFolder)")
+    g = p.add_argument_group('method')
+    g.add_argument('--da-frac', type=_float(0, 1), default=0.5, help="fraction of D^a used (the paper's a), as for robust_nb_distill")
+    g.add_argument('--frac', type=_float(0, 1), default=0.1, help="apt: fraction of the student's parameters tuned")
+    g.add_argument('--blocks', type=_int(1), default=None, help="apt: tune the last N blocks instead (overrides --frac)")
+    g.add_argument('--alpha', type=_float(0, 1, lo_open=False), default=0.5, help="wise_ft: weight of the fine-tuned model, θ = (1-α)·θ0 + α·θft")
+    g.add_argument('--wise-variant', choices=('e2e', 'linear'), default='e2e', help="wise_ft: fine-tune end to end or only the classifier")
+    g.add_argument('--tokens', type=_int(1), default=5, help="vpt: prompt tokens")
+    g.add_argument('--deep', action='store_true', help="vpt: fresh prompts before every block (deep VPT)")
+    t = p.add_argument_group('training')
+    t.add_argument('--epochs', type=_int(1), default=10, help="epochs over D^a")
+    t.add_argument('--max-steps', type=_int(1), default=None, help="stop after this many optimiser steps (default: all epochs)")
+    t.add_argument('--batch-size', type=_int(1), default=256, help="images per step")
+    t.add_argument('--lr', type=_float(0), default=1e-3, help="AdamW learning rate")
+    t.add_argument('--mixed-precision', choices=('no', 'fp16', 'bf16'), default='no', help="accelerate mixed precision")
+    o = p.add_argument_group('output')
+    o.add_argument('--ckpt-dir', default=None, help="checkpoint folder; a rerun with the same flags resumes from it (default: <out folder>/ckpt-<out name>)")
+    o.add_argument('--out', default='baseline.pt', help="tuned weights + config; results JSON beside it (<out>.json)")
+    return _common(p)
+
+def _as_tensors(d:Data):
+    "Data as `(x, y)` tensors (an ImageFolder's images are read into memory)."
+    import torch
+    if isinstance(d.data, tuple): return d.data
+    xs, ys = zip(*[d.data[i] for i in range(len(d.data))])
+    return torch.stack(xs), torch.as_tensor(ys)
+
+def _check_vpt(a, st):
+    from robust_nb.models import ViTStem, CLIPStem
+    if a.method == 'vpt' and not isinstance(st.stages[0], (ViTStem, CLIPStem)):
+        raise CLIError(f"--method vpt needs a ViT student (prompt tokens join its token sequence); --student {a.student} is a "
+                       f"{st.name or 'CNN'} without tokens: use embedded:vit, timm:<vit name> or clip:<arch>, or another --method "
+                       f"({', '.join(m for m in BASELINE_NAMES if m != 'vpt')})")
+
+def _run_baseline(a, st, ts, kw):
+    "The `robust_nb.baselines` call for `a.method`: (tuned model, its `Tuned` record)."
+    from robust_nb import baselines as B
+    if a.method == 'apt': r = B.apt(st, ts, frac=None if a.blocks else a.frac, blocks=a.blocks, **kw)
+    elif a.method == 'linear_probe': r = B.linear_probe(st, ts, **kw)
+    elif a.method == 'finetune': r = B.finetune(st, ts, **kw)
+    elif a.method == 'vpt': r = B.vpt(st, ts, tokens=a.tokens, deep=a.deep, **kw)
+    else:
+        r = (B.finetune if a.wise_variant == 'e2e' else B.linear_probe)(st, ts, **kw)
+        return B.wise_ft(st, r.model, a.alpha), r
+    return r.model, r
+
+def _baselines(a):
+    _seed(a.seed)
+    _check_specs(a, 'student')
+    device = _train_device(a)
+    out = Path(a.out); ckpt = _ckpt_dir(a, out)
+    with _lock(out, 'robust_nb_baselines', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_baselines', 0):
+        check_resume(ckpt, a, 'robust_nb_baselines')
+        embedded = str(a.data).startswith('embedded')
+        d = resolve_data(a.data, n=a.n, size=a.size or (32 if embedded else 224), seed=a.seed, classes=a.classes)
+        nc = num_data_classes(d)
+        _seed(a.seed)
+        st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student')
+        from robust_nb.models import StagedModel
+        if not isinstance(st, StagedModel): raise CLIError(f"--student {a.student} is not a staged timm/CLIP model; use embedded:resnet, timm:<name> or clip:<arch>")
+        _check_class_counts(d, nc, student=(a.student, st))
+        _check_vpt(a, st)
+        from robust_nb.multihead import tuning_set
+        ts = tuning_set(*_as_tensors(d), a=a.da_frac, seed=a.seed)
+        kw = dict(epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, ckpt_dir=ckpt,
+                  mixed_precision=a.mixed_precision, accelerator=_accelerator(device, a.mixed_precision))
+        model, r = _run_baseline(a, st.to(device), ts, kw)
+        if not _main_process(): return
+        from robust_nb.core import atomic_save
+        info = dict(method=a.method, student=a.student, num_classes=nc, class_names=d.names, n_tuned=r.n_tuned,
+                    alpha=a.alpha if a.method == 'wise_ft' else None, arch=getattr(model, 'name', None))
+        atomic_save({'state_dict': model.state_dict(), **info}, out)
+        _write_json(dict(config=vars(a), **info, n_images=len(ts), train_s=r.train_s, n_seen=r.n_seen, ms_per_img=r.ms_per_img,
+                         final_loss=r.history[-1]['loss'] if r.history else None), out.with_suffix(out.suffix + '.json'))
+    print(f"robust_nb_baselines: {a.method} tuned {r.n_tuned:,} params in {r.train_s:.1f} s ({r.ms_per_img:.2f} ms/img); saved {out}")
+
+def baselines_main(argv=None) -> None:
+    "Console script `robust_nb_baselines`."
+    run_tool(_baselines_parser(), _baselines, argv)
+
 
 # %% ../nbs/17_cli.ipynb #h2cli043
 def _eval_parser():
@@ -740,11 +852,34 @@ def _eval_parser():
     p.add_argument('--natural', type=lambda s: [] if s == 'none' else _names(s), default=None,
                    help="embedded natural shifts, comma-separated or none (default: v2,sketch,rendition,hard)")
     p.add_argument('--baseline', default='auto', help="mCE normaliser: auto, alexnet, embedded or none")
+    p.add_argument('--attack', type=lambda s: [] if s == 'none' else _names(s), default=[],
+                   help="adversarial shifts added to the suite, comma-separated: fgsm, pgd, autoattack (DAD Table 12; autoattack needs the authors' package)")
+    p.add_argument('--eps', type=_eps, default=4/255, help="attack L-inf radius on [0,1] images: a number or a fraction such as 4/255 (default: 4/255)")
+    p.add_argument('--attack-steps', type=_int(1), default=None, help="PGD steps (default: the attack's own)")
+    p.add_argument('--outputs', choices=('logits', 'probs'), default='logits', help="what the model returns: logits, or probabilities (a softmax already applied)")
     p.add_argument('--batch-size', type=_int(1), default=256, help="images per forward pass")
     p.add_argument('--workers', type=_int(0), default=None, help="DataLoader processes for image folders (default: min(8, CPUs) for imagenet)")
     p.add_argument('--no-cache', action='store_true', help="recompute every shift instead of reading the results cache")
     p.add_argument('--out', default='robust_nb_eval', help="output folder")
     return _common(p)
+
+def _eps(s):
+    "argparse type: an L-inf radius, a number or a fraction such as 4/255, in [0, 1]."
+    num, _, den = str(s).partition('/')
+    try: v = float(num) / (float(den) if den else 1.)
+    except (ValueError, ZeroDivisionError): raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 4/255, got {s!r}") from None
+    if not 0 <= v <= 1: raise argparse.ArgumentTypeError(f"must be in [0, 1] (images are in [0,1]), got {s}")
+    return v
+
+def _with_attacks(suite, a):
+    "`suite` plus one adversarial shift of its clean images per `--attack` (evaluate.adversarial_suite)."
+    from robust_nb.evaluate import ATTACKS, adversarial_suite
+    from robust_nb.data import Suite
+    bad = [x for x in a.attack if x not in ATTACKS]
+    if bad: raise CLIError(f"--attack {','.join(bad)}: unknown attack; valid: {', '.join(ATTACKS)}")
+    kw = {} if a.attack_steps is None else dict(steps=a.attack_steps)
+    adv = adversarial_suite(suite, a.attack, a.eps, **kw)
+    return Suite(suite.name, suite.num_classes, suite.class_names, list(suite) + list(adv)[1:], suite.info)
 
 def _eval(a):
     _seed(a.seed)
@@ -758,10 +893,11 @@ def _eval(a):
                                         natural=a.natural, cache=True)
         else: suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
         model = resolve_model(a.model, suite.num_classes, suite.class_names, head=a.head).to(device)
+        if a.attack: suite = _with_attacks(suite, a)
         from robust_nb.evaluate import evaluate, count_params, flops, latency
         from robust_nb.report import write_report, report_text
         res = evaluate(model, suite, batch_size=a.batch_size, device=device, cache=not a.no_cache, seed=a.seed,
-                       baseline=None if a.baseline == 'none' else a.baseline, name=a.model,
+                       baseline=None if a.baseline == 'none' else a.baseline, name=a.model, outputs=a.outputs,
                        num_workers=a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if a.suite == 'imagenet' else 0))
         size = next(iter(suite)).dataset[0][0].shape[-2:]
         costs = {a.model: dict(params_total=count_params(model)[1], MFLOPs=flops(model, (1, 3, *size))['flops'] / 1e6,
@@ -776,18 +912,25 @@ def eval_main(argv=None) -> None:
 
 # %% ../nbs/17_cli.ipynb #h2cli045
 def _quickstart_parser():
-    p = _parser('robust_nb_quickstart', "The whole robust_nb pipeline on the embedded benchmark: pre-train a student, robustify a "
-                "small teacher, multi-head distillation vs APT, DAD vs KD, evaluate all, write tables and an HTML report. "
-                "Cached: a second run takes seconds.",
+    p = _parser('robust_nb_quickstart', "The whole robust_nb pipeline on the embedded benchmark: load the embedded model zoo "
+                "(shipped weights: the CLIP student and foundation teacher, the small robust teacher, the VQ), multi-head "
+                "distillation vs APT, DAD vs KD, evaluate all, write tables and an HTML report. Cached: a second run takes seconds.",
                 """examples:
-  # the embedded benchmark on a laptop CPU (the cache lives in $ROBUST_NB_CACHE, default ~/.cache/robust_nb):
+  # the embedded benchmark on a laptop CPU (the cache lives in $ROBUST_NB_CACHE, default $XDG_CACHE_HOME/robust_nb or ~/.cache/robust_nb):
   robust_nb_quickstart --out robust_nb_quickstart
   # the same on a GPU:
   robust_nb_quickstart --device cuda --out qs_gpu
+  # re-create every zoo model with its training recipe instead of loading the shipped weights:
+  robust_nb_quickstart --from-scratch --out qs_scratch
 For ImageNet, run the stages one by one: robust_nb_teacher, robust_nb_distill, robust_nb_dad_generate,
 robust_nb_dad_train and robust_nb_eval --suite imagenet (each --help shows the ImageNet folder layout).""")
     p.add_argument('--out', default='robust_nb_quickstart', help="folder for the tables (CSV/JSON) and the HTML report")
     p.add_argument('--n-eval', type=_int(1), default=250, help="images per evaluation set (clean, each natural shift, each corruption x severity)")
+    p.add_argument('--student', default=None, metavar='NAME',
+                   help="embedded zoo model tuned by the multi-head method and APT (clip, resnet or vit; default: clip when the zoo has it, else resnet)")
+    p.add_argument('--blocks', type=_int(1), default=2, help="blocks tuned by the multi-head method and APT (the last one inside each head)")
+    p.add_argument('--from-scratch', action='store_true',
+                   help="re-create every zoo model with pretrained=False and its training recipe (into the cache) instead of loading the shipped weights")
     p.add_argument('--quiet', action='store_true', help="no progress bars or stage prints")
     return _common(p)
 
@@ -799,7 +942,8 @@ def _quickstart(a):
     from robust_nb.quickstart import quickstart
     t0 = time.perf_counter()
     with _lock(a.out, 'robust_nb_quickstart', a.min_free_gb):
-        quickstart(a.out, verbose=not a.quiet, n_eval=a.n_eval, seed=a.seed)
+        quickstart(a.out, verbose=not a.quiet, from_scratch=a.from_scratch, device=str(device), n_eval=a.n_eval, seed=a.seed,
+                   student_model=a.student, blocks=a.blocks)
     print(f"robust_nb_quickstart finished in {time.perf_counter() - t0:.0f} s")
 
 def quickstart_main(argv=None) -> None:
@@ -808,7 +952,7 @@ def quickstart_main(argv=None) -> None:
 
 # %% ../nbs/17_cli.ipynb #h2cli047
 TOOLS = dict(corrupt=corrupt_main, teacher=teacher_main, distill=distill_main, dad_generate=dad_generate_main,
-             dad_train=dad_train_main, eval=eval_main, quickstart=quickstart_main)
+             dad_train=dad_train_main, baselines=baselines_main, eval=eval_main, quickstart=quickstart_main)
 
 def main(argv=None) -> None:
     "`python -m robust_nb.cli <tool> [flags]`: one of `TOOLS` by name."

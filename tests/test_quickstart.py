@@ -93,3 +93,19 @@ def test_from_scratch_ignores_shipped_weights(cache, tmp_path, monkeypatch):
     assert _weights_id('reference', cfg, True) == embedded.cache_key('reference', **cfg)   # derived caches keyed apart
     again = _create('reference', embedded.resolve('reference', **cfg), scratch=True, progress=False).state_dict()
     assert all(torch.equal(again[k], scratch[k]) for k in scratch)                          # cached, not retrained
+
+def test_cli_forwards_from_scratch_device_student(tmp_path, monkeypatch):
+    import robust_nb.quickstart as q
+    from robust_nb.cli import quickstart_main
+    seen = {}
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', os.environ.get('CUDA_VISIBLE_DEVICES', ''))   # --device cpu hides GPUs: restore after
+    monkeypatch.setattr(q, 'quickstart', lambda out, **kw: seen.update(kw, out=out))
+    quickstart_main(['--out', str(tmp_path/'o'), '--from-scratch', '--device', 'cpu', '--student', 'vit', '--blocks', '3', '--n-eval', '16'])
+    assert seen['from_scratch'] is True and seen['device'] == 'cpu' and seen['student_model'] == 'vit' and seen['blocks'] == 3
+    assert seen['n_eval'] == 16 and seen['out'] == str(tmp_path/'o')
+
+def test_cli_unknown_student_is_one_error_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', os.environ.get('CUDA_VISIBLE_DEVICES', ''))
+    from robust_nb.cli import quickstart_main
+    with pytest.raises(SystemExit) as e: quickstart_main(['--out', str(tmp_path/'o'), '--student', 'alexnet', '--device', 'cpu'])
+    assert e.value.code == 2 and 'valid names' in capsys.readouterr().err
