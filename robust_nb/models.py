@@ -140,8 +140,8 @@ def read_weights(path) -> dict:
 
 def head_keys(model) -> list[str]:
     "The state-dict keys of `model`'s classifier: a StagedModel's head stage, timm's `get_classifier()`, else the last `nn.Linear`."
-    sd, stages = model.state_dict(), getattr(model, 'stages', None)
-    if stages is not None and hasattr(model, 'forward_head'): return [k for k in sd if k.startswith(f'stages.{len(stages) - 1}.')]
+    sd = model.state_dict()
+    if isinstance(model, StagedModel): return [k for k in sd if k.startswith(f'stages.{len(model.stages) - 1}.')]
     clf = model.get_classifier() if hasattr(model, 'get_classifier') else None
     names = [n for n, m in model.named_modules() if m is clf and n] if isinstance(clf, nn.Module) else []
     if not names: names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
@@ -230,12 +230,12 @@ def _timm_head(m) -> list[str]:
 def _timm_from_file(name:str, num_classes:int|None, file, new_head:bool, residual_stages:bool, **kw) -> StagedModel:
     "timm model `name` with the weights of `file` (timm format or a saved `StagedModel`), loaded strictly; see `check_weights`."
     sd = read_weights(file)
-    got, staged = _shapes(sd), any(k.startswith('stages.') for k in sd)
-    if staged:
-        last = max(int(k.split('.')[1]) for k in sd if k.startswith('stages.'))
-        head = [k for k in sd if k.startswith(f'stages.{last}.')]
-    else:
-        with torch.device('meta'): head = _timm_head(timm.create_model(name, num_classes=num_classes or 1, **kw))
+    got = _shapes(sd)
+    with torch.device('meta'):                                   # which format: timm's keys or a saved StagedModel's
+        probe = timm.create_model(name, num_classes=num_classes or 1, **kw)
+        sprobe = _staged(probe, name, residual_stages)
+        staged = len(got.keys() & sprobe.state_dict().keys()) > len(got.keys() & probe.state_dict().keys())
+        head = head_keys(sprobe) if staged else _timm_head(probe)
     n_file = _classes_of(got, head) or num_classes
     if n_file is None: raise ValueError(f"{file} has no classifier weights to take the class count from; pass num_classes")
     if num_classes is not None and n_file != num_classes and not new_head:
