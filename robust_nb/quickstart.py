@@ -23,8 +23,8 @@ from .evaluate import evaluate, count_params
 from .report import results_table, report_text, write_report
 
 # %% auto #0
-__all__ = ['QUICKSTART_VERSION', 'QUICKSTART', 'default_models', 'f_correct_by_shift', 'load_zoo', 'multihead_stage', 'apt_stage',
-           'dad_stage', 'quickstart']
+__all__ = ['QUICKSTART_VERSION', 'QUICKSTART', 'default_models', 'zoo_config', 'quickstart_config', 'run_dir',
+           'f_correct_by_shift', 'load_zoo', 'multihead_stage', 'apt_stage', 'dad_stage', 'quickstart']
 
 # %% ../nbs/16_quickstart.ipynb #2161af4e
 QUICKSTART_VERSION = 2
@@ -45,7 +45,7 @@ def default_models() -> dict:
     clip = 'clip' in embedded.list_models()
     return dict(student_model='clip' if clip else 'resnet', foundation_model='clip' if clip else 'foundation')
 
-def _zoo(c:dict) -> dict:
+def zoo_config(c:dict) -> dict:
     """The embedded models of quickstart config `c`: role -> (zoo name, whole config). Models evaluated on the suite get
     its image `size`; unknown names or fields are refused here, before any work."""
     def cfg(name, over):
@@ -63,6 +63,17 @@ def _key(c:dict, zoo:dict, scratch:bool=False) -> str:
     "Cache key of a quickstart run: its whole config, the whole config and weights identity of every zoo model, the version."
     models = {r: [n, cfg, _weights_id(n, cfg, scratch)] for r, (n, cfg) in zoo.items()}
     return config_key(dict(quickstart=c, models=models), QUICKSTART_VERSION)
+
+def quickstart_config(**cfg) -> dict:
+    "`QUICKSTART` with `cfg` over it and the zoo models it leaves open filled in (`default_models`); unknown settings are refused."
+    bad = set(cfg) - set(QUICKSTART)
+    if bad: raise TypeError(f"unknown quickstart settings {sorted(bad)}; valid: {', '.join(QUICKSTART)}")
+    c = {**QUICKSTART, **cfg}
+    return {**c, **{k: c[k] or v for k, v in default_models().items()}}
+
+def run_dir(c:dict, zoo:dict, from_scratch:bool=False) -> Path:
+    "The cache folder of a quickstart run with config `c` (`quickstart_config`) and zoo models `zoo` (`zoo_config`)."
+    return cache_dir('quickstart', _key(c, zoo, from_scratch))
 
 def _create(name:str, cfg:dict, scratch:bool=False, progress:bool=True):
     """`embedded.create(name, pretrained=True, **cfg)`; `scratch`: never the shipped file, but `create(pretrained=False)`
@@ -129,7 +140,7 @@ def f_correct_by_shift(mh, suite, n:int=250, seed:int=0, severity:int=3) -> pd.S
 
 # %% ../nbs/16_quickstart.ipynb #1ff0e66b
 def load_zoo(zoo:dict, from_scratch:bool=False, device=None, progress:bool=True) -> dict:
-    """The quickstart's models from the embedded zoo (`_zoo` roles -> (name, config)), as classifiers on `device`: `student`,
+    """The quickstart's models from the embedded zoo (`zoo_config` roles -> (name, config)), as classifiers on `device`: `student`,
     `teacher`, `foundation` (the student itself when both roles name the same model and config) and `vq`."""
     dev = _device(device)
     make = lambda role: _classifier(_create(*zoo[role], from_scratch, progress)).to(dev).eval()
@@ -197,12 +208,9 @@ def quickstart(out_dir='robust_nb_quickstart', verbose:bool=True, from_scratch:b
     """Run the embedded pipeline (cached), print the labelled tables, and write CSV/JSON + a self-contained HTML report to
     `out_dir`. `cfg` overrides `QUICKSTART`. `from_scratch`: re-create every zoo model with its recipe instead of loading
     the shipped weights. `device`: where models run (default CUDA when available)."""
-    bad = set(cfg) - set(QUICKSTART)
-    if bad: raise TypeError(f"unknown quickstart settings {sorted(bad)}; valid: {', '.join(QUICKSTART)}")
-    c = {**QUICKSTART, **cfg}
-    c.update({k: c[k] or v for k, v in default_models().items()})
-    zoo, dev = _zoo(c), _device(device)                 # refuses an unknown model or config field before any work
-    root = cache_dir('quickstart', _key(c, zoo, from_scratch)); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    c = quickstart_config(**cfg)
+    zoo, dev = zoo_config(c), _device(device)           # refuses an unknown model or config field before any work
+    root = run_dir(c, zoo, from_scratch); out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     stage, models, costs = _Stages(verbose), {}, {}
     torch.manual_seed(c['seed'])
     with stage('1. data: render the embedded benchmark'):

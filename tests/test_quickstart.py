@@ -3,7 +3,7 @@ needs (summary rows, F_correct per shift, labelled tables), and a second run reu
 retraining. `from_scratch` re-creates a zoo model instead of loading its shipped weights."""
 import contextlib, io, json, os, pytest, torch
 from robust_nb import embedded
-from robust_nb.quickstart import quickstart, QUICKSTART, _create, _weights_id, _zoo, default_models
+from robust_nb.quickstart import quickstart, quickstart_config, zoo_config, _create, _weights_id
 
 TINY = dict(n_eval=8, corruptions=['gaussian_noise'], severities=(1, 2, 3, 4, 5), n_tune=32, distill_epochs=1, dad_n=32,
             dad_epochs=1, student_model='resnet', foundation_model='foundation', student=dict(n=32, epochs=1),
@@ -77,9 +77,9 @@ def test_unknown_zoo_model_is_refused_before_any_work(tmp_path):
     with pytest.raises(KeyError, match="valid names"): quickstart(tmp_path, student_model='alexnet')
 
 def test_default_student_is_clip_when_the_zoo_has_it():
-    c = {**QUICKSTART, **default_models()}
+    c = quickstart_config()
     assert c['student_model'] == ('clip' if 'clip' in embedded.list_models() else 'resnet')
-    assert _zoo(c)['vq'][1] == embedded.resolve('vq')               # zoo defaults, so shipped weights apply
+    assert zoo_config(c)['vq'][1] == embedded.resolve('vq')               # zoo defaults, so shipped weights apply
 
 def test_from_scratch_ignores_shipped_weights(cache, tmp_path, monkeypatch):
     "A shipped file (here: untrained weights) is what `create` returns; `from_scratch` trains with the recipe instead."
