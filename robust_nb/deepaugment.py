@@ -289,12 +289,13 @@ def deepaugment_image(net:str, model:nn.Module, x, generator, weights:dict|None=
     w = spec.perturb_weights(dict(model.state_dict()) if weights is None else weights, generator)
     return spec.run(model, w, x, generator)
 
-# %% ../nbs/06b_deepaugment.ipynb #ac4358da
+# %% ../nbs/06b_deepaugment.ipynb #5fa51d75
 def load_deepaugment_weights(net:str, path, device='cpu') -> nn.Module:
     "The `net` ('edsr' or 'cae') network with the weights of file `path` (safe, strict loading), in eval mode on `device`."
     if net not in DEEPAUGMENT_NETS: raise KeyError(f"unknown DeepAugment network {net!r}; valid: {', '.join(DEEPAUGMENT_NETS)}")
     spec, path = DEEPAUGMENT_NETS[net], Path(path)
-    sd = safe_load(path)
+    try: sd = safe_load(path)
+    except RuntimeError as e: raise ValueError(f"{e}; the file should be {spec.weights_file}") from None   # truncated / not a checkpoint
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} holds no state dict of tensors; pass {spec.weights_file}")
     sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
