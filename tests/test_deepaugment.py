@@ -103,3 +103,29 @@ def test_loaded_weights_are_used_and_never_edited(weights):
     with pytest.raises(ValueError, match='at least 12 px'): deepaugment_image('cae', m, torch.rand(1, 3, 8, 8), _g(0))
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert all(torch.equal(before[k], v) for k, v in torch.load(weights/'cae.pt', weights_only=True).items())
+
+def test_edsr_activation_ops_do_what_the_authors_code_does():
+    from robust_nb.deepaugment import _edsr_pre, _edsr_body
+    h = torch.randn(1, 64, 4, 4)
+    out = _edsr_pre(h, 'channel_copy', _g(0))
+    changed = [c for c in range(64) if not torch.equal(out[0, c], h[0, c])]
+    assert 1 <= len(changed) <= 5 and all(any(torch.equal(out[0, c], h[0, k]) for k in range(64) if k != c) for c in changed)
+    assert torch.equal(_edsr_pre(h, 'none', _g(0)), h)
+    m = EDSR().eval()
+    with torch.no_grad():
+        r = _edsr_body(m.body, h, 'layer_skip', _g(1))                    # the last kept layer applied to h alone
+        assert any(torch.equal(r, m.body[i](h)) for i in range(12, 17))
+        torch.testing.assert_close(_edsr_body(m.body, h, 'negate', _g(0)), m.body[5:](-m.body[:5](h)))
+
+def test_cae_code_is_binary_before_decoding(monkeypatch):
+    m = CAE().eval(); seen = []
+    monkeypatch.setattr(m, 'decode', lambda b: seen.append(b) or torch.zeros(1, 3, 16, 16))
+    with torch.no_grad(): m(torch.rand(1, 3, 16, 16), 'none', _g(0)); m(torch.rand(1, 3, 16, 16), 'shift', _g(0))
+    assert all(set(b.unique().tolist()) <= {-1., 1.} for b in seen)
+
+def test_edsr_weight_draws_touch_only_residual_block_convs():
+    sd = EDSR().state_dict()
+    for s in range(30):
+        w = da.edsr_perturb_weights(dict(sd), _g(s))
+        changed = [k for k in sd if not torch.equal(w[k], sd[k])]
+        assert all(k.startswith('body.') and '.body.' in k for k in changed), changed
