@@ -145,6 +145,8 @@ def _embedded_model(name:str, pretrained:bool, what:str, num_classes:int|None=No
     return create(name, pretrained=pretrained, **cfg)
 
 # %% ../nbs/17_cli.ipynb #h2cli019
+def _note(msg): print(f"note: {msg}", file=sys.stderr)
+
 def read_weights(path, what:str='weights') -> dict:
     "`models.read_weights` for a console script: the state dict in `path`; every error names the file."
     p = Path(path)
@@ -182,8 +184,6 @@ def load_weights(model, file, new_head:bool=False, arch:str='the model'):
 
 
 # %% ../nbs/17_cli.ipynb #h2cli022
-def _note(msg): print(f"note: {msg}", file=sys.stderr)
-
 def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
     import timm
     from robust_nb.models import timm_classifier
@@ -604,7 +604,7 @@ def distill_main(argv=None) -> None:
 
 
 # %% ../nbs/17_cli.ipynb #h2cli040
-METHOD_NAMES = ('ce', 'kd', 'dist', 'ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat', 'dat+dad')   # robust_nb.dad.METHODS
+METHOD_NAMES = ('ce', 'kd', 'dist', 'ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat', 'dat+dad', 'advprop', 'pyramid_at')   # robust_nb.dad.METHODS
 
 _DAD_DATA_HELP = "clean images: embedded[:<domain>] (1000 rendered 16-px photos), an ImageFolder root, or a .pt file {'x','y'}"
 
@@ -860,6 +860,8 @@ def _eval_parser():
     p.add_argument('--batch-size', type=_int(1), default=256, help="images per forward pass")
     p.add_argument('--workers', type=_int(0), default=None, help="DataLoader processes for image folders (default: min(8, CPUs) for imagenet)")
     p.add_argument('--no-cache', action='store_true', help="recompute every shift instead of reading the results cache")
+    p.add_argument('--max-images', type=_int(1), default=None, help="evaluate at most this many images (videos) of each --suite "
+                   "imagenet shift, evenly spaced over it (a smoke test: not comparable with published numbers)")
     p.add_argument('--out', default='robust_nb_eval', help="output folder")
     return _common(p)
 
@@ -881,6 +883,18 @@ def _with_attacks(suite, a):
     adv = adversarial_suite(suite, a.attack, a.eps, **kw)
     return Suite(suite.name, suite.num_classes, suite.class_names, list(suite) + list(adv)[1:], suite.info)
 
+def _thin(suite, k:int):
+    "`suite` with at most `k` evenly spaced items per shift (each stays a `LabelledImages`/`Videos`, so its cache key names its files)."
+    import dataclasses
+    from robust_nb.data import Suite, LabelledImages, Videos
+    def few(ds):
+        if len(ds) <= k: return ds
+        pick = [ds.samples[i * len(ds) // k] for i in range(k)]
+        if isinstance(ds, LabelledImages): return LabelledImages(pick, ds.transform, ds.border)
+        if isinstance(ds, Videos): return Videos(pick)
+        raise CLIError("--max-images works on image-folder shifts (--suite imagenet); use --n for --suite embedded")
+    return Suite(suite.name, suite.num_classes, suite.class_names, [dataclasses.replace(s, dataset=few(s.dataset)) for s in suite], suite.info)
+
 def _eval(a):
     _seed(a.seed)
     _check_specs(a, 'model')
@@ -892,6 +906,7 @@ def _eval(a):
             suite = data.embedded_suite(size=a.size, n=a.n, seed=a.seed, corruptions=a.corruptions, severities=tuple(a.severities),
                                         natural=a.natural, cache=True)
         else: suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
+        if a.max_images: suite = _thin(suite, a.max_images)
         model = resolve_model(a.model, suite.num_classes, suite.class_names, head=a.head).to(device)
         if a.attack: suite = _with_attacks(suite, a)
         from robust_nb.evaluate import evaluate, count_params, flops, latency

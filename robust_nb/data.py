@@ -23,10 +23,11 @@ __all__ = ['KINDS', 'ASSETS', 'IMG_EXTS', 'OBJECTNET_PROTOCOLS', 'CIFAR10_CLASSE
            'imagenet_c_shifts', 'objectnet_mapping', 'objectnet_classes', 'ObjectNetLogits', 'objectnet',
            'objectnet_c_suite', 'ArrayImages', 'cifar_c', 'cifar_c_suite', 'imagenet_suite', 'image_folder',
            'flowers102', 'stanford_cars', 'fgvc_aircraft', 'cifar100', 'sun397', 'places365', 'inaturalist',
-           'tiny_imagenet', 'read_video', 'Videos', 'imagenet_p', 'list_datasets', 'load_dataset', 'transfer_splits']
+           'tiny_imagenet', 'read_video', 'Videos', 'imagenet_p', 'imagenet_p_shifts', 'perturbation_shifts',
+           'list_datasets', 'load_dataset', 'transfer_splits']
 
 # %% ../nbs/02_data.ipynb #308edeb6
-KINDS = ('clean', 'natural', 'corruption', 'adversarial')
+KINDS = ('clean', 'natural', 'corruption', 'adversarial', 'perturbation')
 
 @dataclass(eq=False)
 class Shift:
@@ -48,8 +49,13 @@ class Shift:
                 raise ValueError(f"Shift {self.name!r}: a corruption shift needs `corruption=<name>` (e.g. 'gaussian_noise')")
             if self.severity not in SEVERITIES:
                 raise ValueError(f"Shift {self.name!r}: severity must be an int in 1..5, got {self.severity!r}")
-        elif self.on_the_fly or self.corruption is not None:
-            raise ValueError(f"Shift {self.name!r}: only kind='corruption' shifts take `corruption`/`on_the_fly`")
+        elif (self.on_the_fly and self.kind != 'perturbation') or self.corruption is not None:
+            raise ValueError(f"Shift {self.name!r}: only kind='corruption' shifts take `corruption`/`on_the_fly` "
+                             "(and kind='perturbation' ones `on_the_fly`)")
+        if self.kind == 'perturbation' and not (isinstance(self.info.get('perturbation'), str) and
+                                                isinstance(self.info.get('difficulty'), int) and self.info['difficulty'] >= 1):
+            raise ValueError(f"Shift {self.name!r}: a perturbation shift needs info=dict(perturbation=<name>, difficulty=<int >= 1>); "
+                             "build it with imagenet_p_shifts or perturbation_shifts")
         if self.kind == 'adversarial' and not (isinstance(self.info.get('attack'), str) and self.info.get('eps', -1) >= 0):
             raise ValueError(f"Shift {self.name!r}: an adversarial shift needs info=dict(attack=<name>, eps=<budget >= 0>); "
                              "build it with robust_nb.evaluate.adversarial_shift")
@@ -490,11 +496,12 @@ def cifar_c_suite(root, num_classes:int=10, clean=None, corruptions=None, severi
 
 # %% ../nbs/02_data.ipynb #489290f2
 IMAGENET_LAYOUT = dict(val='val', v2='imagenetv2-matched-frequency-format-val', sketch='sketch', r='imagenet-r',
-                       a='imagenet-a', stylized='stylized-imagenet', objectnet='objectnet-1.0/images', c='imagenet-c')
+                       a='imagenet-a', stylized='stylized-imagenet', objectnet='objectnet-1.0/images', c='imagenet-c',
+                       p='imagenet-p')
 
 def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop=224, c_size=224, strict=True,
                    corruptions=None, severities=SEVERITIES, objectnet_protocol='max_over_mapped') -> Suite:
-    "The ImageNet robustness suite from whichever of val/v2/sketch/r/a/stylized/objectnet/c exist under `root` (see `IMAGENET_LAYOUT`)."
+    "The ImageNet robustness suite from whichever of val/v2/sketch/r/a/stylized/objectnet/c/p exist under `root` (see `IMAGENET_LAYOUT`)."
     unknown = set(layout or {}) - set(IMAGENET_LAYOUT)
     if unknown: raise KeyError(f"unknown layout keys {sorted(unknown)}; valid: {list(IMAGENET_LAYOUT)}")
     lay = {**IMAGENET_LAYOUT, **(layout or {})}; root = Path(root)
@@ -506,6 +513,7 @@ def imagenet_suite(root, layout:dict|None=None, transform=None, resize=256, crop
     shifts = [loaders[k](p[k], **kw) for k in loaders if k in p]
     if 'objectnet' in p: shifts.append(objectnet(p['objectnet'], objectnet_protocol, **kw))
     if 'c' in p: shifts += imagenet_c_shifts(p['c'], corruptions, severities, c_size, strict)
+    if 'p' in p: shifts += imagenet_p_shifts(p['p'], strict=strict)
     return Suite('imagenet', 1000, imagenet_class_names(), shifts)
 
 # %% ../nbs/02_data.ipynb #822a616d
@@ -768,6 +776,28 @@ def imagenet_p(root, perturbation:str, difficulty:int=1, strict:bool=True) -> Vi
         raise ValueError(f"class-count mismatch: ImageNet-P folder {d} has {len(dirs)} class folders, expected 1000 "
                          "(pass strict=False to load a subset)")
     return Videos(samples)
+
+# %% ../nbs/02_data.ipynb #h15p0002
+def imagenet_p_shifts(root, perturbations:Sequence[str]|None=None, difficulty:int=1, strict:bool=True) -> list[Shift]:
+    "One 'perturbation' `Shift` per ImageNet-P perturbation folder under `root` (or per name in `perturbations`) at `difficulty`."
+    root = _need_dir(root, 'ImageNet-P', f"expected the layout {IMAGENET_P_LAYOUT}")
+    if perturbations is None:
+        found = {p.name for p in root.iterdir() if p.is_dir()}
+        perturbations = [p for p in PERTURBATIONS + VAL_PERTURBATIONS if p in found]
+        if not perturbations: raise ValueError(f"ImageNet-P folder {root} has no perturbation folders (like gaussian_noise/); expected {IMAGENET_P_LAYOUT}")
+    sfx = f'-d{difficulty}' if difficulty > 1 else ''
+    return [Shift(f'imagenet_p-{p}{sfx}', imagenet_p(root, p, difficulty, strict), 'perturbation',
+                  info=dict(perturbation=p, difficulty=difficulty)) for p in perturbations]
+
+def perturbation_shifts(dataset, perturbations:Sequence[str]|None=None, difficulty:int=1, crop:int|None=None,
+                        name:str='P') -> list[Shift]:
+    "ImageNet-P-style 'perturbation' `Shift`s made on the fly from the images of `dataset` (all `PERTURBATIONS` by default)."
+    perturbations = list(perturbations or PERTURBATIONS)
+    bad = [p for p in perturbations if p not in PERTURBATIONS + VAL_PERTURBATIONS]
+    if bad: raise KeyError(f"unknown perturbations {bad}; valid: {', '.join(PERTURBATIONS + VAL_PERTURBATIONS)}")
+    sfx = f'-d{difficulty}' if difficulty > 1 else ''
+    return [Shift(f'{name}-{p}{sfx}', dataset, 'perturbation', on_the_fly=True,
+                  info=dict(perturbation=p, difficulty=difficulty, crop=crop)) for p in perturbations]
 
 # %% ../nbs/02_data.ipynb #h10d0006
 TRANSFER_SPLITS = dict(flowers102=('trainval', 'test'), stanford_cars=('train', 'test'), fgvc_aircraft=('trainval', 'test'),

@@ -15,14 +15,14 @@ from torch import nn
 import torch.nn.functional as F
 from .core import cache_dir, atomic_write_json, atomic_write_bytes, make_generator, progress as _progress, safe_load, in_test
 from . import metrics as M
-from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, PERTURBATIONS, NOISE_PERTURBATIONS
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, PERTURBATIONS, VAL_PERTURBATIONS, NOISE_PERTURBATIONS
 from .data import Shift, Suite, imagenet_p
 
 # %% auto #0
 __all__ = ['SHIFT_COLUMNS', 'ATTACKS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift',
-           'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'evaluate_imagenet_p', 'fgsm', 'pgd',
-           'autoattack', 'adversarial_shift', 'adversarial_suite', 'count_params', 'flops', 'latency',
-           'train_ms_per_img']
+           'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'evaluate_imagenet_p',
+           'evaluate_perturbation_shift', 'fgsm', 'pgd', 'autoattack', 'adversarial_shift', 'adversarial_suite',
+           'count_params', 'flops', 'latency', 'train_ms_per_img']
 
 # %% ../nbs/09_evaluate.ipynb #a6eeab9e
 def _h(*parts) -> str:
@@ -70,6 +70,8 @@ def shift_fingerprint(shift, seed:int=0, batch_size:int=256, device='cpu') -> st
     if shift.on_the_fly: parts += [seed, batch_size, torch.device(device).type, _corruption_source()]
     if shift.kind == 'adversarial':   # the attack, its budget and settings, and the code that runs it
         parts += [sorted(shift.info.items()), seed, batch_size, torch.device(device).type, _attack_source(shift.info['attack'])]
+    if shift.kind == 'perturbation':  # perturbation, difficulty, crop, and the code that scores sequences
+        parts += [sorted(shift.info.items()), batch_size, torch.device(device).type, _perturbation_source()]
     return _h(*parts)
 
 # %% ../nbs/09_evaluate.ipynb #bffea3a2
@@ -112,9 +114,10 @@ def check_classes(model, suite, device=None, x=None, outputs:str='logits') -> in
     (or probabilities with `outputs='probs'`)."""
     dev = _device_of(model, device)
     if x is None:
-        ds = suite.shifts[0].dataset
-        if len(ds) == 0: raise ValueError(f"suite {suite.name!r}: shift {suite.shifts[0].name!r} is empty")
-        x = torch.as_tensor(ds[0][0])[None]
+        s = next((s for s in suite if s.kind != 'perturbation' or s.on_the_fly), suite.shifts[0])   # images before videos
+        if len(s.dataset) == 0: raise ValueError(f"suite {suite.name!r}: shift {s.name!r} is empty")
+        x = torch.as_tensor(s.dataset[0][0])
+        x = x[:1] if x.ndim == 4 else x[None]                                # a video [T,3,H,W]: its first frame
     with torch.no_grad(): out = model(x.to(dev))
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         raise TypeError(f"the model must return logits [B, num_classes], got {type(out).__name__} {getattr(out, 'shape', '')}")
@@ -156,7 +159,8 @@ def evaluate_shift(model, shift, batch_size:int=256, device=None, seed:int=0, nu
                 ece=M.ece(probs, ys), rms_ce=M.rms_calibration_error(probs, ys), nll=nll / n)
 
 # %% ../nbs/09_evaluate.ipynb #9be16531
-SHIFT_COLUMNS = ['shift', 'kind', 'corruption', 'severity', 'n', 'top1', 'top5', 'ece', 'rms_ce', 'nll']
+SHIFT_COLUMNS = ['shift', 'kind', 'corruption', 'severity', 'n', 'top1', 'top5', 'ece', 'rms_ce', 'nll',
+                 'perturbation', 'difficulty', 'flip_prob', 't5d']
 
 @dataclass
 class Results:
@@ -210,6 +214,26 @@ class Results:
         if main: d['corruptions'] = self._corruption_mean(main)
         return d
 
+    def perturbation_table(self) -> pd.DataFrame:
+        "perturbation -> flip probability (%) and top-5 distance, each the mean over the difficulties the suite holds."
+        p = self.shifts[self.shifts.kind == 'perturbation']
+        if not len(p): return pd.DataFrame(columns=['FP (%)', 'T5D'], dtype=float)
+        t = p.groupby('perturbation', sort=False)[['flip_prob', 't5d']].mean().astype(float)
+        return t.assign(flip_prob=100 * t.flip_prob).rename(columns={'flip_prob': 'FP (%)', 't5d': 'T5D'})
+
+    def perturbation_summary(self) -> dict:
+        "mFR and mT5D over the benchmark perturbations (normalised by `info['p_baseline']`, else unnormalised); extras apart."
+        t = self.perturbation_table()
+        if not len(t): return {}
+        main = [p for p in t.index if p not in VAL_PERTURBATIONS]; extra = [p for p in t.index if p in VAL_PERTURBATIONS]
+        fp, t5, base, s = t['FP (%)'] / 100, t['T5D'], self.info.get('p_baseline'), {}
+        if main and base:
+            s[f"mFR ({base['name']})"] = M.mfr(fp[main].to_dict(), base['flip_prob'])
+            if 't5d' in base: s[f"mT5D ({base['name']})"] = M.mt5d(t5[main].to_dict(), base['t5d'])
+        elif main: s['mFP (unnormalised)'], s['mT5D (unnormalised)'] = M.mfr(fp[main].to_dict()), M.mt5d(t5[main].to_dict())
+        if extra: s['mFP extra perturbations (unnormalised)'] = M.mfr(fp[extra].to_dict())
+        return s
+
     def summary(self) -> pd.Series:
         "One row in percent: clean, natural shifts, corruption averages, mCE, relative mCE, Avg. shifts, clean ECE and RMS."
         s = {}
@@ -226,6 +250,7 @@ class Results:
                 except ValueError: s[f'rel. mCE ({norm.name})'] = float('nan')   # reference not degraded by a corruption
         if acc: s['avg shifts'] = M.avg_shifts(acc)
         s.update({r.shift: 100 * r.top1 for r in self.shifts[self.shifts.kind == 'adversarial'].itertuples()})   # not in Avg shifts
+        s.update(self.perturbation_summary())                                                                    # nor in Avg shifts
         if self.clean is not None:
             s['ECE clean'] = 100 * float(self.clean.ece)
             s['RMS clean'] = 100 * float(self.clean.rms_ce)
@@ -264,9 +289,11 @@ def resolve_baseline(baseline, suite) -> M.Normaliser|None:
     return M.get_normaliser(baseline)
 
 def evaluate(model:nn.Module, suite, batch_size:int=256, device=None, cache:bool=True, seed:int=0, progress:bool=True,
-             baseline='auto', num_workers:int=0, name:str|None=None, cache_key:str='', outputs:str='logits') -> Results:
+             baseline='auto', num_workers:int=0, name:str|None=None, cache_key:str='', outputs:str='logits',
+             p_baseline:dict|None=None) -> Results:
     """Evaluate `model` on every shift of `suite`; per-shift results are cached on disk (see the prose).
-    `model` returns logits, or probabilities with `outputs='probs'` (probabilities passed as logits are an error)."""
+    `model` returns logits, or probabilities with `outputs='probs'` (probabilities passed as logits are an error).
+    `p_baseline` = dict(name=, flip_prob={perturbation: FP}, t5d={perturbation: T5D}) normalises mFR/mT5D."""
     dev = _device_of(model, device)
     model = model.to(dev)
     was_training = model.training; model.eval()
@@ -284,13 +311,15 @@ def evaluate(model:nn.Module, suite, batch_size:int=256, device=None, cache:bool
                     r = json.loads(path.read_text()); hits += 1; bar.update(len(s.dataset))
                 else:
                     bar.set_postfix_str(s.name)
-                    r = evaluate_shift(model, s, batch_size, dev, seed, num_workers, bar, outputs)
+                    score = evaluate_perturbation_shift if s.kind == 'perturbation' else evaluate_shift
+                    r = score(model, s, batch_size, dev, seed, num_workers, bar, outputs)
                     if path is not None: atomic_write_json(r, path)
+                if s.kind == 'perturbation': r = dict(perturbation=s.info['perturbation'], difficulty=s.info['difficulty'], **r)
                 rows.append(dict(shift=s.name, kind=s.kind, corruption=s.corruption, severity=s.severity, **r))
     finally: model.train(was_training)
     norm = resolve_baseline(baseline, suite)
     info = dict(model_fingerprint=mfp, seed=seed, batch_size=batch_size, device=str(dev), seconds=time.perf_counter() - t0,
-                cached_shifts=hits, num_classes=suite.num_classes)
+                cached_shifts=hits, num_classes=suite.num_classes, **({'p_baseline': p_baseline} if p_baseline else {}))
     return Results(name or getattr(model, 'name', None) or type(model).__name__, suite.name,
                    pd.DataFrame(rows, columns=SHIFT_COLUMNS), norm.to_dict() if norm is not None else None, info)
 
@@ -363,6 +392,45 @@ def evaluate_imagenet_p(model:nn.Module, root, perturbations:Sequence[str]|None=
             rows.append(r)
     finally: model.train(was)
     return pd.DataFrame(rows)
+
+# %% ../nbs/09_evaluate.ipynb #h15e0002
+def _perturbation_source() -> str:
+    "Digest of the code that turns a perturbation shift into a flip probability and a top-5 distance."
+    return _h(inspect.getsource(evaluate_perturbation_shift), inspect.getsource(M.flip_rate), inspect.getsource(M.top5_distance),
+              _corruption_source())
+
+def _sequence_logits(model, shift, seq, batch_size, outputs) -> torch.Tensor:
+    "Logits [B,T,C] of sequences `seq` [B,T,3,H,W], at most `batch_size` frames per forward pass."
+    flat = seq.flatten(0, 1)
+    out = torch.cat([shift.map_logits(as_logits(model(flat[i:i + batch_size]).float(), outputs, check=False))
+                     for i in range(0, len(flat), batch_size)])
+    return out.view(*seq.shape[:2], -1)
+
+@torch.no_grad()
+def evaluate_perturbation_shift(model, shift, batch_size:int=256, device=None, seed:int=0, num_workers:int=0, bar=None,
+                                outputs:str='logits') -> dict:
+    """Flip probability (a fraction) and top-5 distance of `model` on a 'perturbation' `Shift`, averaged over its sequences:
+    videos `[T,3,H,W]`, or (`on_the_fly`) images turned into sequences by `corruptions.perturbation_sequence`."""
+    from robust_nb.corruptions import perturbation_sequence
+    dev = _device_of(model, device)
+    p, d = shift.info['perturbation'], shift.info['difficulty']
+    noise = p in NOISE_PERTURBATIONS
+    if shift.on_the_fly: batches = _batches(shift.dataset, max(1, batch_size // 32), num_workers)   # ~32 frames per image
+    else: batches = ((v[None], y) for v, y in torch.utils.data.DataLoader(shift.dataset, batch_size=None, num_workers=num_workers))
+    n = fp = t5 = 0.
+    for b, (x, _) in enumerate(batches):
+        x = x.to(dev).float()
+        if shift.on_the_fly:
+            x = perturbation_sequence(x, p, d if noise else 1, generator=make_generator(_batch_seed(seed, shift.name, b), dev),
+                                      crop=shift.info.get('crop'))
+        logits = _sequence_logits(model, shift, x, batch_size, outputs)
+        if b == 0: as_logits(logits[0], outputs)                           # the logits-vs-probabilities check, once
+        B = len(logits); n += B
+        fp += B * M.flip_rate(logits, noise=noise, difficulty=d)           # per-sequence means, summed
+        if logits.shape[-1] >= 5: t5 += B * M.top5_distance(logits, noise=noise, difficulty=d)
+        if bar is not None: bar.update(B)
+    if n == 0: raise ValueError(f"shift {shift.name!r} has no sequences")
+    return dict(n=int(n), flip_prob=fp / n, t5d=t5 / n if logits.shape[-1] >= 5 else float('nan'))
 
 # %% ../nbs/09_evaluate.ipynb #h10e0002
 def _attack_loss(f, x, y): return F.cross_entropy(f(x), y, reduction='sum')   # sum: each image's gradient is its own

@@ -28,8 +28,9 @@ def _named(results) -> dict:
     return {r.model: r for r in results}
 
 def _pct_label(k:str) -> str:
-    "Column name with its unit for a key of `Results.summary()` (all of them are percentages)."
-    for p in ('rel. mCE (', 'mCE ('):
+    "Column name with its unit for a key of `Results.summary()` (percentages, except an unnormalised mT5D)."
+    if k.startswith('mT5D (unnormalised'): return f"mT5D (top-5 distance, {k[len('mT5D ('):]}"   # ranks moved, 0..15
+    for p in ('rel. mCE (', 'mCE (', 'mFR (', 'mFP (', 'mFP extra perturbations (', 'mT5D ('):
         if k.startswith(p): return f"{p}%, {k[len(p):]}"          # 'mCE (alexnet)' -> 'mCE (%, alexnet)'
     if k in ('ECE clean', 'RMS clean'): return f"{k} (%)"
     return f"top-1 {k} (%)"                                          # clean set, natural shifts, corruption averages, avg shifts
@@ -97,7 +98,8 @@ def f_correct_table(f_correct, decimals:int=3) -> pd.DataFrame:
     return t.round(decimals)
 
 # %% ../nbs/15b_report.ipynb #821230a4
-ACCURACY_CAPTION = "Accuracy and robustness (%): top-1 accuracy per test set (higher is better); mCE and calibration errors (lower is better)"
+ACCURACY_CAPTION = ("Accuracy and robustness (%): top-1 accuracy per test set (higher is better); mCE and calibration errors "
+                    "(lower is better); ImageNet-P, where present: mFR/mFP = flip probability, mT5D = top-5 distance (lower is better)")
 COST_CAPTION = "Costs: parameters as counts, FLOPs per image, times in ms per image"
 
 def _captioned(caption, t:pd.DataFrame) -> str:
@@ -204,6 +206,10 @@ def _details_html(rs, f_correct) -> list[str]:
         if (r.shifts.kind == 'corruption').any():
             parts += [f"<h3>{html.escape(k)}: top-1 accuracy (%) per corruption and severity</h3>",
                       _table_html(r.corruption_table().round(1), "top-1 accuracy (%); columns = severity, mean = over severities")]
+        if (r.shifts.kind == 'perturbation').any():
+            parts += [f"<h3>{html.escape(k)}: ImageNet-P per perturbation</h3>",
+                      _table_html(r.perturbation_table().round(3), "flip probability FP (%) and top-5 distance T5D (ranks moved) "
+                                  "per perturbation, mean over difficulties (lower is better)")]
     return parts + ['</section>']
 
 def report_html(results, costs=None, title='robust_nb evaluation', figures:Sequence[go.Figure]|None=None, f_correct=None) -> str:

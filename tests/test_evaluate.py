@@ -386,3 +386,48 @@ def test_probs_switch_gives_the_logit_models_nll_and_ece(monkeypatch):
     assert clean.nll == pytest.approx(np.log(1 + 3 * np.exp(-3)), rel=1e-5)
     assert clean.ece == pytest.approx(1 - 1 / (1 + 3 * np.exp(-3)), rel=1e-4)
     assert rp.info['model_fingerprint'] != model_fingerprint(SoftOracle())   # probs results never share a cache with logits
+
+
+def _grey_mp4(path, levels, size=16):
+    "An H.264 video of uniform grey frames (PyAV, qp=0: near-lossless)."
+    import av
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream('libx264', rate=10); s.width = s.height = size; s.pix_fmt = 'yuv420p'; s.options = {'qp': '0'}
+        for v in levels:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.full((size, size, 3), v, np.uint8), format='rgb24')): c.mux(pkt)
+        for pkt in s.encode(): c.mux(pkt)
+
+class _Brightness1000(torch.nn.Module):
+    "1000 logits; the top class is 0 for dark images and 999 for bright ones."
+    def forward(self, x): return -(x.mean((1, 2, 3))[:, None] - torch.linspace(0, 1, 1000)) ** 2
+
+def test_imagenet_p_in_suite_summary_and_report(tmp_path):
+    "ImageNet-P videos under root/imagenet-p join imagenet_suite; evaluate gives mFR-style columns with units in the report."
+    pytest.importorskip('av')
+    from PIL import Image
+    from robust_nb.data import imagenet_suite, imagenet_wnids
+    from robust_nb.report import accuracy_table, write_report
+    w = imagenet_wnids()
+    (tmp_path/'val'/w[0]).mkdir(parents=True); Image.new('RGB', (8, 8), (0, 0, 0)).save(tmp_path/'val'/w[0]/'a.JPEG')   # black: class 0
+    _grey_mp4(tmp_path/'imagenet-p'/'rotate'/w[0]/'v.mp4', [0, 0, 255, 255])         # predictions 0 0 999 999: 1 flip in 3 pairs
+    _grey_mp4(tmp_path/'imagenet-p'/'brightness'/w[0]/'v.mp4', [0, 0, 0, 0])         # no flips
+    _grey_mp4(tmp_path/'imagenet-p'/'speckle_noise'/w[0]/'v.mp4', [0, 255, 255, 255])  # noise: every frame vs the first, 3 of 3
+    suite = imagenet_suite(tmp_path, strict=False)
+    ps = [s for s in suite if s.kind == 'perturbation']
+    assert [s.info['perturbation'] for s in ps] == ['brightness', 'rotate', 'speckle_noise'] and suite.shifts[0].kind == 'clean'
+    r = evaluate(_Brightness1000(), suite, cache=False, progress=False, name='m')
+    fp = r.perturbation_table()['FP (%)']
+    assert fp['rotate'] == pytest.approx(100 / 3, abs=1e-6) and fp['brightness'] == 0 and fp['speckle_noise'] == pytest.approx(100)
+    s = r.summary()
+    assert s['mFP (unnormalised)'] == pytest.approx(100 / 6, abs=1e-6)                # mean of rotate and brightness
+    assert s['mFP extra perturbations (unnormalised)'] == pytest.approx(100)           # the validation perturbation, apart
+    assert 'avg shifts' not in s and s['imagenet'] == 100
+    cols = list(accuracy_table(r).columns)
+    assert 'mFP (%, unnormalised)' in cols and 'mT5D (top-5 distance, unnormalised)' in cols
+    html = (write_report(r, tmp_path/'out')['html']).read_text()
+    assert 'ImageNet-P per perturbation' in html
+    r2 = evaluate(_Brightness1000(), suite, cache=False, progress=False, name='m',
+                  p_baseline=dict(name='ref', flip_prob={'rotate': 2 / 3, 'brightness': .5}))
+    assert r2.summary()['mFR (ref)'] == pytest.approx((50 + 0) / 2)
+    assert Results.load(r.save(tmp_path/'r.json') or tmp_path/'r.json').summary()['mFP (unnormalised)'] == pytest.approx(100 / 6)

@@ -1,0 +1,92 @@
+"""ImageNet-shaped end-to-end run of the console scripts: teacher -> distill -> DAD generation -> DAD training -> evaluation.
+
+A tmp tree of all 1000 wnid class folders (one tiny JPEG each, read at 224 px), real architectures with random weights
+saved as safetensors (timm `resnet50` teacher, open_clip `ViT-B-16` student), each stage for one or two steps through
+`robust_nb.cli.<tool>_main`, in-process. What is checked: exit status 0, the files each stage writes, its config/results
+JSON, and that 1000 classes flow through every stage. Two costs are cut, and only these:
+- CLIP's zero-shot initialisation of the student's linear head would encode 1000 class names x 80 prompt templates
+  with the text tower (80,000 passes, ~0.2 s each on this CPU: hours). `models.text_class_embeddings` is replaced by a
+  seeded random unit-norm [1000, 512] matrix; the image tower, the head and everything after are the real code.
+- The discretiser is the embedded VQ (`--vq embedded:vq`): a real taming f8 VQGAN at 224 px costs minutes per image here.
+  Evaluation reads 4 of the 1000 val images (`robust_nb_eval --max-images 4`)."""
+import json, time
+import pytest, torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+from robust_nb import cli, models
+from robust_nb.data import imagenet_wnids
+
+N_CLASSES = 1000
+
+def _tree(root, seed):
+    "root/<wnid>/<wnid>_0.JPEG for every ImageNet wnid: one 8-px JPEG per class (resized to 224 px when read)."
+    g = torch.Generator().manual_seed(seed)
+    for i, w in enumerate(imagenet_wnids()):
+        (root/w).mkdir(parents=True)
+        rgb = (torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(rgb).save(root/w/f'{w}_{i}.JPEG', quality=90)
+    return root
+
+def _run(main, argv, times, name):
+    "Run console-script `main(argv)` in-process; it must end without SystemExit (exit status 0)."
+    t0 = time.perf_counter()
+    try: main([*argv, '--device', 'cpu'])
+    except SystemExit as e: pytest.fail(f"{name} exited with status {e.code}")
+    times[name] = time.perf_counter() - t0
+
+def _random_text_embeddings(clip, tokenizer, class_names, templates=None, device=None):
+    return F.normalize(torch.randn(len(class_names), clip.text_projection.shape[1], generator=torch.Generator().manual_seed(0)), dim=-1)
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    "The fabricated ImageNet train/val trees and random-weight checkpoints of the real architectures."
+    import timm, open_clip
+    root = tmp_path_factory.mktemp('imagenet')
+    _tree(root/'train', 0); _tree(root/'val_root'/'val', 1)
+    torch.manual_seed(0)
+    save_file(timm.create_model('resnet50', pretrained=False).state_dict(), root/'resnet50.safetensors')
+    clip = open_clip.create_model('ViT-B-16')
+    save_file({k: v.half().contiguous() for k, v in clip.state_dict().items()}, root/'ViT-B-16.safetensors')   # fp16 halves the file
+    return root
+
+def test_imagenet_chain(world, monkeypatch, capsys):
+    monkeypatch.setattr(models, 'text_class_embeddings', _random_text_embeddings)
+    r, times = world, {}
+    data = ['--data', str(r/'train'), '--classes', 'imagenet', '--size', '224']
+    # 1. teacher: robustify the ResNet-50 with AugMix (JSD over clean + 2 views), 2 steps of 2 images
+    _run(cli.teacher_main, ['--model', f"timm:resnet50@{r/'resnet50.safetensors'}", *data, '--recipe', 'augmix',
+                            '--epochs', '1', '--max-steps', '2', '--batch-size', '2', '--out', str(r/'teacher.pt')], times, 'teacher')
+    tj = json.loads((r/'teacher.pt.json').read_text())
+    assert tj['num_classes'] == N_CLASSES and len(tj['class_names']) == N_CLASSES and tj['recipe'] == 'augmix'
+    assert tj['config']['max_steps'] == 2 and tj['class_names'][0] == 'tench'
+    teacher = f"timm:resnet50@{r/'teacher.pt'}"
+    # 2. multi-head distillation: CLIP ViT-B/16 student (1000-class linear head), the ResNet-50 teacher, D^a from 4 images
+    _run(cli.distill_main, ['--student', f"clip:ViT-B-16@{r/'ViT-B-16.safetensors'}", '--teacher', teacher, *data, '--n', '4',
+                            '--frac', '0.05', '--epochs', '2', '--batch-size', '4', '--out', str(r/'distilled.pt')], times, 'distill')
+    dj = json.loads((r/'distilled.pt.json').read_text())
+    assert len(dj['class_names']) == N_CLASSES and 0 < dj['frac'] < 0.2 and dj['n_tuned'] < dj['n_total']
+    sd = torch.load(r/'distilled.pt', weights_only=True)['state_dict']
+    heads = {k: v.shape for k, v in sd.items() if v.ndim == 2 and v.shape[0] == N_CLASSES}
+    assert len(heads) >= 3, f"the three heads of eq. 3-5 each predict 1000 classes, found {heads}"
+    # 3. DAD generation: attack the robust teacher, discretise, keep what it still gets right (4 images, 2 shards)
+    _run(cli.dad_generate_main, ['--out', str(r/'dad'), '--teacher', teacher, '--vq', 'embedded:vq', *data, '--n', '4',
+                                 '--chunk-size', '2'], times, 'dad_generate')
+    gj = json.loads((r/'dad'/'config.json').read_text())
+    assert gj['n_items'] == 4 and len(json.loads((r/'dad'/'classes.json').read_text())['classes']) == N_CLASSES
+    # 4. DAD training: a ResNet-50 student from scratch on clean + DAD samples, 1 step
+    _run(cli.dad_train_main, ['--samples', str(r/'dad'), '--method', 'dad', '--student', 'timm:resnet50', '--teacher', teacher,
+                              *data, '--n', '4', '--epochs', '1', '--max-steps', '1', '--batch-size', '2',
+                              '--out', str(r/'student.pt')], times, 'dad_train')
+    sj = json.loads((r/'student.pt.json').read_text())
+    assert sj['num_classes'] == N_CLASSES and sj['method'] == 'dad'
+    # 5. evaluation on the ImageNet suite (val of 1000 wnid folders), the trained student read back from its checkpoint
+    _run(cli.eval_main, ['--model', f"timm:resnet50@{r/'student.pt'}", '--suite', 'imagenet', '--root', str(r/'val_root'),
+                         '--max-images', '4', '--batch-size', '2', '--workers', '0', '--out', str(r/'eval')], times, 'eval')
+    with capsys.disabled(): print('\nImageNet e2e stage seconds:', {k: round(v, 1) for k, v in times.items()})
+    res = json.loads((r/'eval'/'results.json').read_text())       # {model: Results.to_dict()}
+    assert list(res) == [f"timm:resnet50@{r/'student.pt'}"]
+    res = res[f"timm:resnet50@{r/'student.pt'}"]
+    assert res['info']['num_classes'] == N_CLASSES
+    assert [s['shift'] for s in res['shifts']] == ['imagenet'] and res['shifts'][0]['n'] == 4
+    assert (r/'eval'/'report.html').stat().st_size > 0
