@@ -6,9 +6,9 @@ from robust_nb import cli
 from robust_nb.core import safe_load, atomic_save, output_lock
 
 SCRIPTS = dict(corrupt=cli.corrupt_main, teacher=cli.teacher_main, distill=cli.distill_main, dad_generate=cli.dad_generate_main,
-               dad_train=cli.dad_train_main, eval=cli.eval_main, quickstart=cli.quickstart_main)
+               dad_train=cli.dad_train_main, baselines=cli.baselines_main, eval=cli.eval_main, quickstart=cli.quickstart_main)
 PARSERS = dict(corrupt=cli._corrupt_parser, teacher=cli._teacher_parser, distill=cli._distill_parser,
-               dad_generate=cli._dad_generate_parser, dad_train=cli._dad_train_parser, eval=cli._eval_parser,
+               dad_generate=cli._dad_generate_parser, dad_train=cli._dad_train_parser, baselines=cli._baselines_parser, eval=cli._eval_parser,
                quickstart=cli._quickstart_parser)
 
 @pytest.fixture(autouse=True)
@@ -117,7 +117,7 @@ def test_strict_classifier_mismatch(capsys, tmp_path):
     assert '(3 classes) but 10 classes are needed' in line
     v = _timm_file(tmp_path / 'vit.pth', 'test_vit', 10)
     line = user_error(capsys, cli.eval_main, ['--model', f'timm:test_resnet@{v}', '--n', '4', '--out', str(tmp_path / 'o')])
-    assert 'does not fit timm:test_resnet: missing keys' in line and 'unexpected keys' in line
+    assert "does not fit timm model 'test_resnet': missing keys" in line and 'unexpected keys' in line
     # the ways out: the file's class count, or an explicit fresh head (never a silently random one)
     m = cli.resolve_model(f'timm:test_resnet@{f}')
     assert m.num_classes == 1000 and torch.equal(m.stages[-1].fc.weight.detach(), torch.load(f)['fc.weight'])
@@ -252,7 +252,7 @@ def test_clip_specs(tmp_path, capsys):
     with pytest.raises(cli.CLIError, match='zero-shot head from class names'): cli.resolve_model('clip:robust_nb-tiny-clip', 10, None, head='zeroshot')
     with pytest.raises(cli.CLIError, match='is not an open_clip model'): cli.resolve_model('clip:ViT-B-61', 10, list(CLASSES))
     torch.save({'visual.conv1.weight': torch.zeros(3)}, tmp_path / 'other.pt')
-    with pytest.raises(cli.CLIError, match=r'other\.pt does not fit open_clip robust_nb-tiny-clip'):
+    with pytest.raises(ValueError, match=r'other\.pt does not fit open_clip robust_nb-tiny-clip: missing keys .*other shapes \[.visual\.conv1\.weight: file \(3,\) vs model'):
         cli.resolve_model(f'clip:robust_nb-tiny-clip@{tmp_path}/other.pt', 10, list(CLASSES), head='zeroshot')
 
 def test_device_flag_everywhere(capsys):
@@ -295,3 +295,99 @@ def test_teacher_kill_and_resume_is_exact(tmp_path, monkeypatch, data):
     ref = _resume_run(tmp_path, monkeypatch, 'ref', extra)
     res = _resume_run(tmp_path, monkeypatch, 'res', extra, stop_after=3)
     assert all(torch.equal(ref[k], res[k]) for k in ref)
+
+def _folder(root, classes=('a', 'b'), n=6, size=20):
+    from PIL import Image
+    g = torch.Generator().manual_seed(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy()).save(root / c / f'{i}.png')
+    return root
+
+def test_distill_streams_a_folder_and_resumes(tmp_path, monkeypatch, capsys):
+    "An ImageFolder reaches multihead.distill as a Dataset (never read into memory), features go to <out>.features shards,"
+    "a rerun resumes, other settings are refused naming them, and the output records config + results."
+    import robust_nb.multihead as MH
+    seen = []
+    real = MH.distill
+    monkeypatch.setattr(MH, 'distill', lambda st, te, data, **kw: (seen.append((data, kw)), real(st, te, data, **kw))[1])
+    out = tmp_path / 'run' / 'mh.pt'
+    args = ['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(_folder(tmp_path / 'imgs')), '--size', '16',
+            '--blocks', '1', '--batch-size', '4', '--max-steps', '2', '--cache-budget-gb', '0', '--out', str(out)]
+    assert cli.distill_main(args) is None
+    data, kw = seen[-1]
+    assert isinstance(data, torch.utils.data.Dataset) and len(data) == 12
+    assert kw['cache_path'] == Path(f'{out}.features') and any(Path(f'{out}.features').iterdir())
+    assert kw['ckpt_dir'] == out.parent / 'ckpt-mh' and kw['num_workers'] == 0 and kw['max_steps'] == 2
+    res = json.loads((tmp_path / 'run' / 'mh.pt.json').read_text())
+    cfg = json.loads((out.parent / 'ckpt-mh' / 'config.json').read_text())
+    assert res['num_classes'] == 2 and res['n_images'] == 12 and res['config']['blocks'] == 1 and cfg['settings']['lr'] == 1e-3
+    assert safe_load(out)['class_names'] == ['a', 'b']
+    assert cli.distill_main(args + ['--workers', '1']) is None            # same settings (workers may change): resumes
+    line = user_error(capsys, cli.distill_main, args[:-2] + ['--lr', '0.01', '--batch-size', '2', '--out', str(out)])
+    assert 'holds a robust_nb_distill run started with other settings' in line
+    assert "--batch-size 4 then, 2 now" in line and "--lr 0.001 then, 0.01 now" in line and '--ckpt-dir' in line
+
+def test_distill_class_count_mismatch(tmp_path, capsys):
+    f = _timm_file(tmp_path / 'te.pth', num_classes=3)
+    line = user_error(capsys, cli.distill_main, ['--student', 'timm:test_resnet', '--teacher', f'timm:test_resnet@{f}', '--data',
+                                                 str(_folder(tmp_path / 'imgs', n=1)), '--size', '16', '--out', str(tmp_path / 'd.pt')])
+    assert '(3 classes) but 2 classes are needed' in line and '--new-head' in line and 'data or --classes with 3 classes' in line
+    st = cli.resolve_model('timm:test_resnet', 3)
+    d = cli.Data(None, ['a', 'b'], ['a', 'b'])
+    with pytest.raises(cli.CLIError, match=r'--teacher timm:x predicts 3 classes but the data has 2 \(classes: a, b\); use data with 3 classes'):
+        cli._check_class_counts(d, 2, teacher=('timm:x', st))
+
+def test_teacher_resume_with_other_settings_is_refused(tmp_path, capsys):
+    args = ['--recipe', 'standard', '--n', '16', '--size', '16', '--batch-size', '8', '--max-steps', '1', '--out', str(tmp_path / 't.pt')]
+    cli.teacher_main(args)
+    line = user_error(capsys, cli.teacher_main, args + ['--seed', '3'])
+    assert '--seed 0 then, 3 now' in line and 'robust_nb_teacher' in line
+
+def _pt_data(path, n=16, size=32, classes=10):
+    torch.manual_seed(0)
+    torch.save({'x': torch.rand(n, 3, size, size), 'y': torch.arange(n) % classes}, path)
+    return path
+
+@pytest.mark.parametrize('method', ['apt', 'wise_ft'])
+def test_baselines_tiny(tmp_path, method):
+    out = tmp_path / f'{method}.pt'
+    args = ['--method', method, '--student', 'timm:test_resnet', '--data', str(_pt_data(tmp_path / 'd.pt')), '--blocks', '1',
+            '--epochs', '1', '--batch-size', '8', '--alpha', '0.5', '--out', str(out)]
+    assert cli.baselines_main(args) is None
+    d, res = safe_load(out), json.loads(Path(f'{out}.json').read_text())
+    assert d['method'] == method and d['num_classes'] == 10 and res['n_images'] == 16 and res['n_tuned'] > 0
+    assert (tmp_path / f'ckpt-{method}' / 'config.json').exists() and (d['alpha'] == 0.5) == (method == 'wise_ft')
+    from robust_nb.models import timm_classifier
+    m = timm_classifier('test_resnet', 10)
+    m.load_state_dict(d['state_dict'])                                     # the same architecture as the student
+    assert cli.baselines_main(args) is None                                # a rerun resumes from the finished checkpoint
+
+def test_baselines_vpt_needs_a_vit(tmp_path, capsys):
+    line = user_error(capsys, cli.baselines_main, ['--method', 'vpt', '--student', 'timm:test_resnet', '--data',
+                                                   str(_pt_data(tmp_path / 'd.pt')), '--out', str(tmp_path / 'v.pt')])
+    assert '--method vpt needs a ViT student' in line and 'timm:test_resnet' in line and 'apt, linear_probe' in line
+
+def test_eval_attacks_and_outputs(tmp_path, capsys):
+    args = ['--model', 'timm:test_resnet', '--n', '8', '--corruptions', 'fog', '--severities', '1', '--natural', 'none',
+            '--baseline', 'none', '--batch-size', '8', '--out', str(tmp_path / 'o')]
+    assert cli.eval_main(args + ['--attack', 'fgsm,pgd', '--eps', '2/255', '--attack-steps', '2']) is None
+    csv = (tmp_path / 'o' / 'results.csv').read_text()
+    assert 'fgsm-eps2_255' in csv and 'pgd-eps2_255-steps2' in csv and 'fog' in csv      # the rest of the suite is still there
+    assert 'unknown attack; valid: fgsm, pgd, autoattack' in user_error(capsys, cli.eval_main, args + ['--attack', 'cw'])
+    with pytest.raises(SystemExit): cli.eval_main(args + ['--eps', 'x/255'])
+    assert 'a fraction such as 4/255' in capsys.readouterr().err
+    line = user_error(capsys, cli.eval_main, args + ['--outputs', 'probs', '--no-cache'])     # logits passed as probabilities
+    assert 'robust_nb_eval: error:' in line
+
+def test_corrupt_skip_bad(tmp_path, capsys):
+    src = _folder(tmp_path / 'src', ('a',), n=2, size=16)
+    (src / 'a' / 'broken.png').write_bytes(b'not an image')
+    line = user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0'])
+    assert 'broken.png' in line and 'skip_bad' in line
+    assert cli.corrupt_main([str(src), str(tmp_path / 'dst'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad']) is None
+    assert 'skipped 1 unreadable image(s)' in capsys.readouterr().out
+    (src / 'empty').mkdir()
+    assert 'empty' in user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad'])
+    assert cli.corrupt_main([str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad', '--skip-empty']) is None
