@@ -155,6 +155,26 @@ def _translate8(x, tx, ty):
             out[i, :, max(-b, 0):H - max(b, 0), max(-a, 0):W - max(a, 0)] = x[i, :, max(b, 0):H + min(b, 0), max(a, 0):W + min(a, 0)]
     return out
 
+def _shear8(x, sh:float, dim:int):
+    """Shear one uint8 image `x` [C,H,W] with `_geometric`'s bilinear map, zero fill, rounded to 8 bit: along W (`dim=2`,
+    out(i, j) = x(i + sh·(j+½), j)) or along H (`dim=1`). Lines that share the integer part of the shift form a band,
+    and each band is one `lerp` of two shifted slices: no grid, no gathers (≈2× cheaper than `grid_sample` at 224 px)."""
+    C, H, W = x.shape
+    n, L = (H, W) if dim == 2 else (W, H)                                          # n lines, shifted along length L
+    s = [sh * (j + .5) for j in range(n)]; k = [math.floor(v) for v in s]
+    K = max(abs(k[0]), abs(k[-1])) + 1
+    xp = F.pad(x.float(), (K, K, 0, 0) if dim == 2 else (0, 0, K, K))             # zeros outside the image
+    f = torch.tensor([v - q for v, q in zip(s, k)], dtype=torch.float32, device=x.device)
+    out, j0 = torch.empty(C, H, W, device=x.device), 0
+    while j0 < n:
+        j1 = j0
+        while j1 < n and k[j1] == k[j0]: j1 += 1
+        a = K + k[j0]
+        if dim == 2: torch.lerp(xp[:, j0:j1, a:a + L], xp[:, j0:j1, a + 1:a + 1 + L], f[j0:j1].view(1, -1, 1), out=out[:, j0:j1])
+        else: torch.lerp(xp[:, a:a + L, j0:j1], xp[:, a + 1:a + 1 + L, j0:j1], f[j0:j1].view(1, 1, -1), out=out[:, :, j0:j1])
+        j0 = j1
+    return out.add_(.5).to(torch.uint8)
+
 _LOOP_MIN_PIXELS = 64 * 64   # from this image size on, per-image copies (memcpy) beat batched index ops and grid_sample shifts
 
 def _take(x, idx):
@@ -193,7 +213,11 @@ def _apply_ops8(x, op, level, sign, inplace:bool=False):
         ii = rows(7, 8); o = op[ii]
         _put(out, ii, _translate8(_take(x, ii), torch.where(o == 7, _int_param(level[ii], w / 3) * sign[ii], 0),
                                   torch.where(o == 8, _int_param(level[ii], h / 3) * sign[ii], 0)))
-    ii = rows(3, 5, 6) if big else rows(3, 5, 6, 7, 8)
+    if big and (5 in groups or 6 in groups):                                       # shears: bands of lines
+        ii = rows(5, 6)
+        for i, o, sh in zip(ii.tolist(), op[ii].tolist(), (_float_param(level[ii], 0.3) * sign[ii]).tolist()):
+            out[i] = _shear8(x[i], sh, 2 if o == 5 else 1)
+    ii = rows(3) if big else rows(3, 5, 6, 7, 8)
     if len(ii):    # bilinear values lie in [0, 255]: + .5 and truncation rounds them like PIL
         y = _geometric(_take(x, ii).float(), op[ii], level[ii], sign[ii])
         _put(out, ii, y.add_(.5).to(torch.uint8))
@@ -249,8 +273,8 @@ def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generat
         for s in range(max_d): apply_ops(chains, ops[s, col], levels[s, col], signs[s, col], inplace=True)
         mix = torch.zeros_like(x[i:i + k])
         for j in range(width): mix.addcmul_(chains[j * k:(j + 1) * k], w[j, i:i + k].view(k, 1, 1, 1))
-        torch.lerp(x[i:i + k], mix, m[i:i + k], out=out[i:i + k])                 # (1-m)·x + m·mix
-    return out.clamp_(0, 1)
+        torch.lerp(x[i:i + k], mix, m[i:i + k], out=out[i:i + k]).clamp_(0, 1)    # (1-m)·x + m·mix, while in cache
+    return out
 
 # %% ../nbs/06_augment.ipynb #6a9c1317
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
