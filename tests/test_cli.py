@@ -391,3 +391,27 @@ def test_corrupt_skip_bad(tmp_path, capsys):
     (src / 'empty').mkdir()
     assert 'empty' in user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad'])
     assert cli.corrupt_main([str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad', '--skip-empty']) is None
+
+def _distill_run(tmp_path, monkeypatch, tag, stop_after=None):
+    import robust_nb.multihead as MH
+    out = tmp_path / tag / 'mh.pt'
+    args = ['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'imgs'), '--size', '16',
+            '--blocks', '2', '--batch-size', '4', '--max-steps', '5', '--ckpt-every', '2', '--cache-budget-gb', '0', '--out', str(out)]
+    if stop_after:
+        with monkeypatch.context() as m:
+            fit = MH.fit
+            m.setattr(MH, 'fit', lambda *a, **k: fit(*a, stop_after=stop_after, **k))
+            cli.distill_main(args)
+        assert safe_load(out.parent / 'ckpt-mh' / 'last.pt')['step'] == 2
+    steps, fit = [], MH.fit
+    with monkeypatch.context() as m:
+        m.setattr(MH, 'fit', lambda model, loss, data, **k: fit(model, lambda mm, b: (steps.append(1), loss(mm, b))[1], data, **k))
+        cli.distill_main(args)
+    assert len(steps) == (3 if stop_after else 5)                            # the rerun resumed at step 3
+    return safe_load(out)['state_dict']
+
+def test_distill_kill_and_resume_is_exact(tmp_path, monkeypatch):
+    "Stopped after 3 steps (checkpoint at 2, feature shards written), rerun with the same command: the weights of one uninterrupted run."
+    _folder(tmp_path / 'imgs')
+    ref, res = _distill_run(tmp_path, monkeypatch, 'ref'), _distill_run(tmp_path, monkeypatch, 'res', stop_after=3)
+    assert ref.keys() == res.keys() and all(torch.equal(ref[k], res[k]) for k in ref)
