@@ -249,8 +249,11 @@ _CHUNK_VALUES = 1 << 20   # images are augmented in chunks of about this many va
 def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generator=None):
     """AugMix (Hendrycks et al. 2020, Alg. 1) on a batch `x` [B,3,H,W] in [0,1], per-image randomness.
     `severity` 1..10 scales op magnitudes (3 for CIFAR, 1 for ImageNet in the paper), `width` chains per image,
-    `depth` ops per chain (-1: uniform in {1,2,3}), `alpha` the Dirichlet/Beta concentration."""
-    check_images(x)
+    `depth` ops per chain (-1: uniform in {1,2,3}), `alpha` the Dirichlet/Beta concentration.
+    `x` may also be uint8 levels 0..255 (as a loader decodes them): the result is then float32 in [0,1], the same as
+    for `x.float() / 255`, without making that float batch."""
+    u8 = x.dtype == torch.uint8
+    check_images(x[:1].float() / 255 if u8 else x)
     if not 1 <= severity <= 10: raise ValueError(f"severity must be in 1..10 (AugMix uses 3 for CIFAR, 1 for ImageNet), got {severity}")
     if width < 1: raise ValueError(f"width must be >= 1, got {width}")
     if depth == 0 or depth > 10: raise ValueError(f"depth must be -1 (random 1..3) or 1..10, got {depth}")
@@ -263,17 +266,19 @@ def augmix(x, severity:int=3, width:int=3, depth:int=-1, alpha:float=1., generat
     levels = _rand(max_d, n, **kw) * (severity - 0.1) + 0.1                       # U(0.1, severity)
     signs = torch.where(_rand(max_d, n, **kw) < 0.5, -1., 1.)
     ops = torch.where(d > torch.arange(max_d, device=dev).view(-1, 1), ops, -1)   # -1: the chain has ended
-    w, m = (ws.t() / 255).to(x.dtype), m.to(x.dtype).view(b, 1, 1, 1)            # [width,B] (levels -> [0,1]), [B,1,1,1]
-    out, step = torch.empty_like(x), max(1, _CHUNK_VALUES // max(x[0].numel(), 1))  # (on a CPU at 224 px, fresh 100 MB
+    out = torch.empty(x.shape, dtype=torch.float32 if u8 else x.dtype, device=dev)
+    w, m = (ws.t() / 255).to(out.dtype), m.to(out.dtype).view(b, 1, 1, 1)        # [width,B] (levels -> [0,1]), [B,1,1,1]
+    step = max(1, _CHUNK_VALUES // max(x[0].numel(), 1))                          # (on a CPU at 224 px, fresh 100 MB
     if dev.type != 'cpu': step = b                                                # temporaries cost more in page faults
     for i in range(0, b, step):                                                   # than the ops; a GPU wants one batch)
         k = min(step, b - i)
         col = (torch.arange(width, device=dev).view(-1, 1) * b + torch.arange(i, i + k, device=dev)).view(-1)
-        chains = _levels8(x[i:i + k]).repeat(width, 1, 1, 1)                      # chain j of image i+l at j*k+l, uint8
+        xi = x[i:i + k].float().div_(255) if u8 else x[i:i + k]
+        chains = (x[i:i + k] if u8 else _levels8(xi)).repeat(width, 1, 1, 1)     # chain j of image i+l at j*k+l, uint8
         for s in range(max_d): apply_ops(chains, ops[s, col], levels[s, col], signs[s, col], inplace=True)
-        mix = torch.zeros_like(x[i:i + k])
+        mix = torch.zeros_like(xi)
         for j in range(width): mix.addcmul_(chains[j * k:(j + 1) * k], w[j, i:i + k].view(k, 1, 1, 1))
-        torch.lerp(x[i:i + k], mix, m[i:i + k], out=out[i:i + k]).clamp_(0, 1)    # (1-m)·x + m·mix, while in cache
+        torch.lerp(xi, mix, m[i:i + k], out=out[i:i + k]).clamp_(0, 1)           # (1-m)·x + m·mix, while in cache
     return out
 
 # %% ../nbs/06_augment.ipynb #6a9c1317

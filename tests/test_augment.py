@@ -174,3 +174,8 @@ def test_augmix_chunks_do_not_change_the_result(monkeypatch):
     a = augmix(x, generator=make_generator(7))
     monkeypatch.setattr(A, '_CHUNK_VALUES', 2 * 3 * 24 * 24)   # two images per chunk
     assert torch.equal(a, augmix(x, generator=make_generator(7)))
+
+def test_augmix_takes_uint8_levels():
+    u = (_imgs(3, 20) * 255).round().to(torch.uint8)
+    a = augmix(u, generator=make_generator(2))
+    assert a.dtype == torch.float32 and torch.equal(a, augmix(u.float() / 255, generator=make_generator(2)))
