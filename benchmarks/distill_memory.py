@@ -5,7 +5,7 @@ and on all 10N images, each in a fresh subprocess, and prints each child's peak 
 and their ratio. `--mode dataset` (default) hands distill the ImageFolder Dataset: D^a is a `TuningData` (augmented
 copies made on read from the image index), the frozen-backbone features are computed streaming and, beyond
 `--budget-mb`, written to fp16 disk shards that training reads row by row. `--mode tensors` first reads every image into
-one tensor (what robust_nb_distill does today through cli._as_tensors), for contrast. Goal: ratio within 1.2 in dataset mode.
+one tensor (what robust_nb_distill did before it streamed; benchmarks/distill_cli_memory.py measures the script now), for contrast. Goal: ratio within 1.2 in dataset mode.
 
     python benchmarks/distill_memory.py --n 200 [--mult 10] [--size 64] [--mode dataset|tensors] [--budget-mb 0]
 """

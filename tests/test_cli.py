@@ -350,18 +350,19 @@ def _pt_data(path, n=16, size=32, classes=10):
     torch.save({'x': torch.rand(n, 3, size, size), 'y': torch.arange(n) % classes}, path)
     return path
 
-@pytest.mark.parametrize('method', ['apt', 'wise_ft'])
-def test_baselines_tiny(tmp_path, method):
+@pytest.mark.parametrize('method,student', [('apt', 'test_resnet'), ('wise_ft', 'test_resnet'), ('vpt', 'test_vit')])
+def test_baselines_tiny(tmp_path, method, student):
     out = tmp_path / f'{method}.pt'
-    args = ['--method', method, '--student', 'timm:test_resnet', '--data', str(_pt_data(tmp_path / 'd.pt')), '--blocks', '1',
+    args = ['--method', method, '--student', f'timm:{student}', '--data', str(_pt_data(tmp_path / 'd.pt')), '--blocks', '1',
             '--epochs', '1', '--batch-size', '8', '--alpha', '0.5', '--out', str(out)]
     assert cli.baselines_main(args) is None
     d, res = safe_load(out), json.loads(Path(f'{out}.json').read_text())
     assert d['method'] == method and d['num_classes'] == 10 and res['n_images'] == 16 and res['n_tuned'] > 0
     assert (tmp_path / f'ckpt-{method}' / 'config.json').exists() and (d['alpha'] == 0.5) == (method == 'wise_ft')
     from robust_nb.models import timm_classifier
-    m = timm_classifier('test_resnet', 10)
-    m.load_state_dict(d['state_dict'])                                     # the same architecture as the student
+    from robust_nb.baselines import vpt_model
+    m = timm_classifier(student, 10)
+    (vpt_model(m) if method == 'vpt' else m).load_state_dict(d['state_dict'])   # the student's architecture (+ prompts for VPT)
     assert cli.baselines_main(args) is None                                # a rerun resumes from the finished checkpoint
 
 def test_baselines_vpt_needs_a_vit(tmp_path, capsys):
