@@ -190,8 +190,9 @@ def _put(out, idx, y):
 
 def _apply_ops8(x, op, level, sign, inplace:bool=False):
     """`apply_ops` on uint8 levels `x`, ops grouped by type on the host: autocontrast, equalize and solarize as table
-    look-ups, posterize as a bit mask, rotate/shear as one float `grid_sample` rounded to 8 bit, and on big images
-    translations as slice copies. Every image gets at most one op, so each group reads and writes its own rows."""
+    look-ups, posterize as a bit mask, the affine ops as one float `grid_sample` rounded to 8 bit; on big CPU images
+    translations are slice copies and shears `_shear8` bands, so only rotations use the grid. Every image gets at most
+    one op, so each group reads and writes its own rows."""
     out = x if inplace else x.clone()
     h, w = x.shape[-2:]; big = h * w >= _LOOP_MIN_PIXELS and x.device.type == 'cpu'   # (a GPU wants batched kernels)
     groups = {}
