@@ -255,6 +255,16 @@ def read_classes(spec):
     if not rows: raise CLIError(f"--classes {spec!r} names no classes; pass a file of '<folder> [name]' lines, a comma list, or imagenet")
     return [r[0] for r in rows], [r[1].strip() if len(r) > 1 else r[0] for r in rows]
 
+def _layout_error(root:Path, classes, folders) -> CLIError:
+    "The error for an ImageFolder root without the class folders `--classes` names: what is missing, what is there, the layout expected."
+    have = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    missing = [f for f in folders if f not in have]
+    want = ("ImageNet's layout, one folder per WordNet id: <root>/n01440764/n01440764_10026.JPEG, ... (1000 folders)"
+            if classes == 'imagenet' else "one sub-folder per class, named as in --classes")
+    return CLIError(f"--data {root} is not laid out as --classes {classes} expects: {len(missing)} of {len(folders)} class folders "
+                    f"missing (e.g. {missing[:3]}; it has {len(have)} folders, e.g. {have[:3]}); expected {want}; or drop --classes "
+                    "to use the folder's own sub-folders as classes")
+
 def resolve_data(spec:str, n:int|None=None, size:int|None=None, seed:int=0, classes=None, transform=None,
                  split:str='train', default_n:int=1000, default_size:int=32) -> Data:
     "The data named by `spec` (see `DATA_FORMS`): `n` items at most, images of `size` px."
@@ -270,7 +280,10 @@ def resolve_data(spec:str, n:int|None=None, size:int|None=None, seed:int=0, clas
     if p.is_dir():
         from robust_nb.data import image_folder
         folders, names = read_classes(classes)
-        ds, folders = image_folder(p, folders, size or 224, transform)
+        try: ds, folders = image_folder(p, folders, size or 224, transform)
+        except FileNotFoundError as e:
+            if folders is None: raise
+            raise _layout_error(p, classes, folders) from None
         if n is not None: ds = torch.utils.data.Subset(ds, range(min(n, len(ds))))
         return Data(ds, folders, names or folders)
     if p.is_file():

@@ -416,3 +416,9 @@ def test_distill_kill_and_resume_is_exact(tmp_path, monkeypatch):
     _folder(tmp_path / 'imgs')
     ref, res = _distill_run(tmp_path, monkeypatch, 'ref'), _distill_run(tmp_path, monkeypatch, 'res', stop_after=3)
     assert ref.keys() == res.keys() and all(torch.equal(ref[k], res[k]) for k in ref)
+
+def test_folder_not_imagenet_shaped(tmp_path, capsys):
+    line = user_error(capsys, cli.distill_main, ['--data', str(_folder(tmp_path / 'imgs', n=1)), '--classes', 'imagenet',
+                                                 '--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--out', str(tmp_path / 'd.pt')])
+    assert 'is not laid out as --classes imagenet expects: 1000 of 1000 class folders missing' in line
+    assert "it has 2 folders, e.g. ['a', 'b']" in line and '<root>/n01440764/n01440764_10026.JPEG' in line and 'drop --classes' in line
