@@ -80,3 +80,9 @@ def test_load_weights_new_head_warns(tmp_path):
     m = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 5))
     with pytest.raises(ClassMismatch, match=r'1.weight has shape \(7, 4\)'): load_weights(m, tmp_path / 'w.pt')
     with pytest.warns(NewHeadWarning, match='1.weight, 1.bias keep their fresh initialisation'): load_weights(m, tmp_path / 'w.pt', new_head=True)
+
+def test_timm_conversions_still_apply(tmp_path):
+    "timm's own checkpoint filter runs before the check: a ViT file at 160 px loads into a 32-px model (position embeddings resampled)."
+    _timm_file(tmp_path / 'v.pth', 'test_vit', 5)
+    m = timm_classifier('test_vit', 5, pretrained=tmp_path / 'v.pth', img_size=32)
+    assert m(torch.rand(1, 3, 32, 32)).shape == (1, 5)
