@@ -22,7 +22,7 @@ SPLITS = ('train', 'val', 'test')
 CLASSES = ('circle', 'triangle', 'square', 'star', 'cross', 'ring', 'crescent', 'arrow', 'heart', 'L-shape')
 TRANSFER_CLASSES = ('ellipse', 'semicircle', 'trapezoid', 'tee', 'lens', 'hourglass', 'chevron', 'frame')
 NUM_CLASSES = len(CLASSES)
-VERSION = 1
+VERSION = 2                 # 2: hard recalibrated (issue 13); part of every SyntheticDataset cache file name
 
 # %% ../nbs/01_synthetic.ipynb #73d57629
 _M32 = 0xFFFFFFFF
@@ -226,9 +226,11 @@ STYLES = dict(
     # ImageNet-V2 analogue: the same generator with re-sampled nuisances (smaller, more muted, more clutter and light)
     v2={**_PHOTO, 'r': (.3, .52), 'off': .38, 'sat': (.05, .7), 'contrast': (.16, .45), 'tex': (.15, .3, .1, .3, .15),
         'bgtex': (0, .2, .2, .5, .1), 'debris': 4, 'p_debris': .6, 'p_occl': .35, 'light': .5, 'grain': .04},
-    # ImageNet-A analogue: small objects, heavy clutter, occluders and look-alike decoys, low contrast
-    hard={**_PHOTO, 'r': (.2, .32), 'off': .6, 'contrast': (.08, .35), 'debris': 8, 'p_debris': .8, 'occl': 3, 'p_occl': .6,
-          'occl_w': (.05, .12), 'decoys': 2, 'light': .55, 'grain': .05},
+    # ImageNet-A analogue: smaller, low-contrast objects among look-alike decoys, clutter and occluders. Calibrated (issue 13)
+    # against the fixed mCE reference model and the students: the first version (radius .2-.32, 3 occluders, 8 debris)
+    # held every model at chance (9-11%); this one gives reference 23.7%, resnet 31.9%, vit 35.3% (1,000 test images)
+    hard={**_PHOTO, 'r': (.34, .5), 'off': .4, 'contrast': (.12, .35), 'debris': 6, 'p_debris': .7, 'occl': 2, 'p_occl': .5,
+          'occl_w': (.04, .08), 'decoys': 2, 'light': .5, 'grain': .04},
 )
 
 # %% ../nbs/01_synthetic.ipynb #932db4b4
