@@ -422,6 +422,15 @@ SRC layout: SRC/<class>/<image> (e.g. /data/imagenet/val/n01440764/ILSVRC2012_va
     p.add_argument('--executor', choices=('thread', 'process'), default='thread', help="run the workers as threads or processes")
     return _common(p)
 
+@contextlib.contextmanager
+def _flags_for(*names):
+    "A library error that names a keyword switch (`skip_bad=True`) names the console script's flag (`--skip-bad`) instead."
+    try: yield
+    except ValueError as e:
+        msg = str(e)
+        for n in names: msg = msg.replace(f'{n}=True', '--' + n.replace('_', '-'))
+        raise CLIError(msg) from None
+
 def _corrupt(a):
     _seed(a.seed)
     corruptions, classes, device = a.corruptions, a.classes, resolve_device(a.device)
@@ -432,7 +441,7 @@ def _corrupt(a):
         from robust_nb.data import objectnet_classes
         classes, a.border = classes or objectnet_classes(), a.border or 2
     from robust_nb.corrupt_dataset import corrupt_folder
-    with _lock(a.dst, 'robust_nb_corrupt', a.min_free_gb):
+    with _lock(a.dst, 'robust_nb_corrupt', a.min_free_gb), _flags_for('skip_bad', 'skip_empty'):
         st = corrupt_folder(a.src, a.dst, corruptions, a.severities, size=a.size or None, resize=(a.resize or None) if a.size else None,
                             border=a.border, seed=a.seed, quality=a.quality, workers=a.workers, executor=a.executor,
                             device=str(device), classes=classes, skip_bad=a.skip_bad, skip_empty=a.skip_empty)

@@ -386,11 +386,11 @@ def test_corrupt_skip_bad(tmp_path, capsys):
     src = _folder(tmp_path / 'src', ('a',), n=2, size=16)
     (src / 'a' / 'broken.png').write_bytes(b'not an image')
     line = user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0'])
-    assert 'broken.png' in line and 'skip_bad' in line
+    assert 'broken.png' in line and 'skip them with --skip-bad' in line
     assert cli.corrupt_main([str(src), str(tmp_path / 'dst'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad']) is None
     assert 'skipped 1 unreadable image(s)' in capsys.readouterr().out
     (src / 'empty').mkdir()
-    assert 'empty' in user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad'])
+    assert 'pass --skip-empty' in user_error(capsys, cli.corrupt_main, [str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad'])
     assert cli.corrupt_main([str(src), str(tmp_path / 'dst2'), '--corruptions', 'fog', '--severities', '1', '--size', '16', '--resize', '0', '--skip-bad', '--skip-empty']) is None
 
 def _distill_run(tmp_path, monkeypatch, tag, stop_after=None):
