@@ -8,7 +8,9 @@ JSON, and that 1000 classes flow through every stage. Two costs are cut, and onl
   with the text tower (80,000 passes, ~0.2 s each on this CPU: hours). `models.text_class_embeddings` is replaced by a
   seeded random unit-norm [1000, 512] matrix; the image tower, the head and everything after are the real code.
 - The discretiser is the embedded VQ (`--vq embedded:vq`): a real taming f8 VQGAN at 224 px costs minutes per image here.
-  Evaluation reads 4 of the 1000 val images (`robust_nb_eval --max-images 4`)."""
+  Evaluation reads 4 of the 1000 val images (`robust_nb_eval --max-images 4`).
+With random weights the teacher is rarely right, so DAD's correctness filter usually keeps none of the 4 samples and
+DAD training runs on its clean-image path; the DAD term itself is covered by tests/test_dad.py."""
 import json, time
 import pytest, torch
 import torch.nn.functional as F
@@ -54,9 +56,9 @@ def test_imagenet_chain(world, monkeypatch, capsys):
     monkeypatch.setattr(models, 'text_class_embeddings', _random_text_embeddings)
     r, times = world, {}
     data = ['--data', str(r/'train'), '--classes', 'imagenet', '--size', '224']
-    # 1. teacher: robustify the ResNet-50 with AugMix (JSD over clean + 2 views), 2 steps of 2 images
+    # 1. teacher: robustify the ResNet-50 with AugMix (JSD over clean + 2 views), 2 steps of 1 image
     _run(cli.teacher_main, ['--model', f"timm:resnet50@{r/'resnet50.safetensors'}", *data, '--recipe', 'augmix',
-                            '--epochs', '1', '--max-steps', '2', '--batch-size', '2', '--out', str(r/'teacher.pt')], times, 'teacher')
+                            '--epochs', '1', '--max-steps', '2', '--batch-size', '1', '--out', str(r/'teacher.pt')], times, 'teacher')
     tj = json.loads((r/'teacher.pt.json').read_text())
     assert tj['num_classes'] == N_CLASSES and len(tj['class_names']) == N_CLASSES and tj['recipe'] == 'augmix'
     assert tj['config']['max_steps'] == 2 and tj['class_names'][0] == 'tench'
@@ -72,7 +74,7 @@ def test_imagenet_chain(world, monkeypatch, capsys):
     # 3. DAD generation: attack the robust teacher, discretise, keep what it still gets right (4 images, 2 shards)
     _run(cli.dad_generate_main, ['--out', str(r/'dad'), '--teacher', teacher, '--vq', 'embedded:vq', *data, '--n', '4',
                                  '--chunk-size', '2'], times, 'dad_generate')
-    gj = json.loads((r/'dad'/'config.json').read_text())
+    gj = json.loads((r/'dad'/'config.json').read_text())    # a random teacher is right on few or none: the filter may keep 0
     assert gj['n_items'] == 4 and len(json.loads((r/'dad'/'classes.json').read_text())['classes']) == N_CLASSES
     # 4. DAD training: a ResNet-50 student from scratch on clean + DAD samples, 1 step
     _run(cli.dad_train_main, ['--samples', str(r/'dad'), '--method', 'dad', '--student', 'timm:resnet50', '--teacher', teacher,
@@ -82,7 +84,7 @@ def test_imagenet_chain(world, monkeypatch, capsys):
     assert sj['num_classes'] == N_CLASSES and sj['method'] == 'dad'
     # 5. evaluation on the ImageNet suite (val of 1000 wnid folders), the trained student read back from its checkpoint
     _run(cli.eval_main, ['--model', f"timm:resnet50@{r/'student.pt'}", '--suite', 'imagenet', '--root', str(r/'val_root'),
-                         '--max-images', '4', '--batch-size', '2', '--workers', '0', '--out', str(r/'eval')], times, 'eval')
+                         '--max-images', '4', '--batch-size', '1', '--workers', '0', '--out', str(r/'eval')], times, 'eval')
     with capsys.disabled(): print('\nImageNet e2e stage seconds:', {k: round(v, 1) for k, v in times.items()})
     res = json.loads((r/'eval'/'results.json').read_text())       # {model: Results.to_dict()}
     assert list(res) == [f"timm:resnet50@{r/'student.pt'}"]
