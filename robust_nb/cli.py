@@ -116,7 +116,7 @@ def _accelerator(device, mixed_precision:str='no'):
     return None
 
 # %% ../nbs/17_cli.ipynb #h2cli014
-MODEL_FORMS = ('embedded:<name>', 'timm:<name>[@weights_file]', 'clip:<arch>[@checkpoint]')
+MODEL_FORMS = ('embedded:<name>', 'timm:<name>[@weights_file]', 'clip:<arch>[@checkpoint]', 'distilled:<robust_nb_distill output>')
 DATA_FORMS = ('embedded[:<domain>]', '<folder> (ImageFolder: <folder>/<class>/<image>)', '<file.pt> ({"x": [N,3,H,W], "y": [N]})')
 
 Spec = namedtuple('Spec', 'kind name file')
@@ -124,8 +124,9 @@ Spec = namedtuple('Spec', 'kind name file')
 def parse_spec(spec:str, what:str='--model') -> Spec:
     "`kind:name[@file]` as a `Spec`; an unknown form lists the valid ones."
     kind, sep, rest = str(spec).partition(':')
+    if kind == 'distilled' and rest: return Spec(kind, rest, rest)
     name, _, file = rest.partition('@')
-    if not sep or kind not in ('embedded', 'timm', 'clip') or not name:
+    if not sep or kind not in ('embedded', 'timm', 'clip', 'distilled') or not name:
         raise CLIError(f"{what} {spec!r} is not a model spec; valid forms: {', '.join(MODEL_FORMS)}")
     if ':' in name: raise CLIError(f"{what} {spec!r}: put the weights file after '@', e.g. {kind}:{name.split(':')[0]}@{name.split(':', 1)[1]}")
     return Spec(kind, name, file or None)
@@ -210,10 +211,33 @@ def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
     if file is None: _note(f"{what} clip:{arch} has no checkpoint: its image and text towers are randomly initialised")
     with strict_loading(what): return clip_classifier(arch, file, head=head, class_names=class_names, num_classes=num_classes)
 
+def _distilled_model(file, num_classes, what:str, rule:str='ours'):
+    "A `robust_nb_distill` output as a classifier: the student's architecture (weights from the file), split, heads; eq. 6 selection."
+    from robust_nb.core import safe_load
+    from robust_nb.multihead import multihead_for, Selected
+    p = Path(file)
+    if not p.is_file(): raise FileNotFoundError(f"{what} distilled:{p} does not exist; pass the file robust_nb_distill --out wrote")
+    ck = safe_load(p)
+    if not isinstance(ck, dict) or not {'state_dict', 'student', 'variant'} <= set(ck):
+        raise CLIError(f"{what} distilled:{p} is not a robust_nb_distill output (no student/variant/state_dict); use timm:/clip:/embedded: for other files")
+    nc = ck.get('num_classes') or len(ck.get('class_names') or []) or None
+    if num_classes is not None and nc is not None and nc != num_classes:
+        raise CLIError(f"{what} distilled:{p} predicts {nc} classes but the data has {num_classes}; evaluate it on data with its {nc} classes")
+    s = parse_spec(ck['student'], what)                       # the architecture only: every weight comes from the file
+    st = (_timm_model(s.name, nc, None, False, what) if s.kind == 'timm' else _embedded_model(s.name, False, what, nc) if s.kind == 'embedded'
+          else _clip_model(s.name, None, nc, None, 'linear', what))
+    blocks = ck.get('blocks')
+    _, mh = multihead_for(st, frac=None if blocks else ck.get('split_frac', ck.get('frac')), blocks=blocks, p=ck.get('p', 0.25))
+    from robust_nb.models import check_weights, _shapes
+    check_weights(p, _shapes(ck['state_dict']), _shapes(mh.state_dict()), [], False, f"the multi-head model of {ck['student']}")
+    mh.load_state_dict(ck['state_dict'])
+    return Selected(mh.eval(), rule)
+
 def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head:str='linear', new_head:bool=False,
-                  pretrained:bool=True, what:str='--model'):
+                  pretrained:bool=True, what:str='--model', rule:str='ours'):
     "The model named by `spec` (see `MODEL_FORMS`), with `num_classes` outputs checked against its weights."
     s = parse_spec(spec, what)
+    if s.kind == 'distilled': return _distilled_model(s.file, num_classes, what, rule)
     if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what)
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
@@ -547,7 +571,7 @@ def _distill_parser():
                 "shards (<out>.features) when they exceed --cache-budget-gb, and training resumes from --ckpt-dir after a kill.",
                 f"""examples:
   # the embedded benchmark (cached pre-trained student, cached robust small teacher):
-  robust_nb_distill --out distilled.pt
+  robust_nb_distill --out distilled.pt && robust_nb_eval --model distilled:distilled.pt
   # ImageNet: a CLIP ViT-B/16 student with a linear head, a robustified ResNet-50 teacher, 10% of the student tuned:
   robust_nb_distill --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin --teacher timm:resnet50@/runs/rn50-augmix/teacher.pt \\
       --data /data/imagenet/train --classes imagenet --size 224 --frac 0.1 --epochs 10 --workers 8 \\
@@ -613,7 +637,8 @@ def _distill(a):
         if not _main_process(): return
         from robust_nb.core import atomic_save
         info = dict(student=a.student, teacher=a.teacher, frac=r.split.frac_tuned, variant=a.variant, n_tuned=r.split.n_tuned,
-                    n_total=r.split.n_total, ms_per_img=r.ms_per_img, num_classes=nc, class_names=d.names)
+                    n_total=r.split.n_total, ms_per_img=r.ms_per_img, num_classes=nc, class_names=d.names,
+                    blocks=a.blocks, split_frac=None if a.blocks else a.frac, p=0.25)   # what distilled:<out> rebuilds it from
         atomic_save({'state_dict': r.model.state_dict(), **info}, out)
         _write_json(dict(config=vars(a), **info, n_images=_n_items(d), train_s=r.train_s, cache_s=r.cache_s, n_seen=r.n_seen,
                          final_loss=r.history[-1]['loss'] if r.history else None), out.with_suffix(out.suffix + '.json'))
@@ -863,8 +888,10 @@ def _eval_parser():
   robust_nb_eval --model clip:ViT-B-16@/weights/ViT-B-16-openai.bin --suite imagenet --root /data/imagenet --out eval_vitb16
   robust_nb_eval --model timm:resnet50@/weights/resnet50.safetensors --suite imagenet --root /data/imagenet --workers 8
 {IMAGENET_SUITE_LAYOUT}""")
-    p.add_argument('--model', required=True, help="embedded:<name>, timm:<name>[@weights] (a timm file or a robust_nb checkpoint) or clip:<arch>[@checkpoint]")
+    p.add_argument('--model', required=True, help="embedded:<name>, timm:<name>[@weights] (a timm file or a robust_nb checkpoint), clip:<arch>[@checkpoint] or distilled:<robust_nb_distill output>")
     p.add_argument('--head', choices=('zeroshot', 'linear'), default='zeroshot', help="head of a clip: model (zeroshot from the class names)")
+    p.add_argument('--rule', choices=('ours', 'wo_kld', 'wo_umc', 'max_logit', 'combined', 'clean', 'unclean'), default='ours',
+                   help="distilled: models: the head-selection rule (ours: eq. 6; the others are the paper's ablations or one fixed head)")
     p.add_argument('--suite', choices=('embedded', 'imagenet'), default='embedded', help="which suite")
     p.add_argument('--root', default=None, help="ImageNet family root for --suite imagenet (layout below)")
     p.add_argument('--n', type=_int(1), default=1000, help="images per embedded shift")
@@ -929,7 +956,7 @@ def _eval(a):
                                         natural=a.natural, cache=True)
         else: suite = data.imagenet_suite(a.root, corruptions=a.corruptions, severities=tuple(a.severities))
         if a.max_images: suite = _thin(suite, a.max_images)
-        model = resolve_model(a.model, suite.num_classes, suite.class_names, head=a.head).to(device)
+        model = resolve_model(a.model, suite.num_classes, suite.class_names, head=a.head, rule=a.rule).to(device)
         if a.attack: suite = _with_attacks(suite, a)
         from robust_nb.evaluate import evaluate, count_params, flops, latency
         from robust_nb.report import write_report, report_text
@@ -962,7 +989,8 @@ def _quickstart_parser():
 For ImageNet, run the stages one by one: robust_nb_teacher, robust_nb_distill, robust_nb_dad_generate,
 robust_nb_dad_train and robust_nb_eval --suite imagenet (each --help shows the ImageNet folder layout).""")
     p.add_argument('--out', default='robust_nb_quickstart', help="folder for the tables (CSV/JSON) and the HTML report")
-    p.add_argument('--n-eval', type=_int(1), default=250, help="images per evaluation set (clean, each natural shift, each corruption x severity)")
+    p.add_argument('--n-eval', type=_int(1), default=None,
+                   help="images per evaluation set (clean, each natural shift, each corruption x severity; default: quickstart.QUICKSTART's, 100)")
     p.add_argument('--student', default=None, metavar='NAME',
                    help="embedded zoo model tuned by the multi-head method and APT (clip, resnet or vit; default: clip when the zoo has it, else resnet)")
     p.add_argument('--blocks', type=_int(1), default=2, help="blocks tuned by the multi-head method and APT (the last one inside each head)")
@@ -979,8 +1007,8 @@ def _quickstart(a):
     from robust_nb.quickstart import quickstart
     t0 = time.perf_counter()
     with _lock(a.out, 'robust_nb_quickstart', a.min_free_gb):
-        quickstart(a.out, verbose=not a.quiet, from_scratch=a.from_scratch, device=str(device), n_eval=a.n_eval, seed=a.seed,
-                   student_model=a.student, blocks=a.blocks)
+        quickstart(a.out, verbose=not a.quiet, from_scratch=a.from_scratch, device=str(device), seed=a.seed, student_model=a.student,
+                   blocks=a.blocks, **({} if a.n_eval is None else dict(n_eval=a.n_eval)))
     print(f"robust_nb_quickstart finished in {time.perf_counter() - t0:.0f} s")
 
 def quickstart_main(argv=None) -> None:

@@ -422,3 +422,25 @@ def test_folder_not_imagenet_shaped(tmp_path, capsys):
                                                  '--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--out', str(tmp_path / 'd.pt')])
     assert 'is not laid out as --classes imagenet expects: 1000 of 1000 class folders missing' in line
     assert "it has 2 folders, e.g. ['a', 'b']" in line and '<root>/n01440764/n01440764_10026.JPEG' in line and 'drop --classes' in line
+
+def test_eval_reads_a_distilled_checkpoint(tmp_path, capsys):
+    "robust_nb_distill's output evaluates as distilled:<file>: the student's architecture rebuilt, every weight from the file, eq. 6 selection."
+    from robust_nb.multihead import RULES, Selected
+    data = _pt_data(tmp_path / 'd.pt')
+    for extra, tag in ((['--blocks', '2'], 'b'), (['--frac', '0.5'], 'f')):
+        out = tmp_path / f'mh_{tag}.pt'
+        cli.distill_main(['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(data), *extra, '--max-steps', '1',
+                          '--batch-size', '8', '--out', str(out)])
+        m = cli.resolve_model(f'distilled:{out}', 10)
+        saved = safe_load(out)['state_dict']
+        assert isinstance(m, Selected) and m.model.state_dict().keys() == saved.keys()
+        assert all(torch.equal(v, saved[k]) for k, v in m.model.state_dict().items())
+        assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert set(cli._eval_parser()._option_string_actions['--rule'].choices) == set(RULES)
+    assert cli.eval_main(['--model', f'distilled:{out}', '--rule', 'clean', '--n', '8', '--corruptions', 'fog', '--severities', '1',
+                          '--natural', 'none', '--baseline', 'none', '--batch-size', '8', '--out', str(tmp_path / 'o')]) is None
+    assert 'wrote' in capsys.readouterr().out
+    with pytest.raises(cli.CLIError, match='predicts 10 classes but the data has 3; evaluate it on data with its 10 classes'):
+        cli.resolve_model(f'distilled:{out}', 3)
+    line = user_error(capsys, cli.eval_main, ['--model', f'distilled:{data}', '--n', '8', '--out', str(tmp_path / 'o2')])
+    assert 'is not a robust_nb_distill output' in line
