@@ -109,3 +109,17 @@ def test_cli_unknown_student_is_one_error_line(tmp_path, capsys, monkeypatch):
     from robust_nb.cli import quickstart_main
     with pytest.raises(SystemExit) as e: quickstart_main(['--out', str(tmp_path/'o'), '--student', 'alexnet', '--device', 'cpu'])
     assert e.value.code == 2 and 'valid names' in capsys.readouterr().err
+
+def test_clip_student_and_foundation_teacher(cache, tmp_path):
+    "The default roles: the CLIP model (zero-shot, prompt-ensembled) is the student and DAD's teacher, listed once; a rerun loads."
+    if 'clip' not in embedded.list_models(): pytest.skip("the zoo has no clip model")
+    stem = embedded.resolve('clip').get('stem')
+    clip = dict(n=64, epochs=1, batch_size=32, **({'stem': {**stem, 'init': None}} if stem and 'init' in stem else {}))
+    cfg = {**TINY, 'student_model': None, 'foundation_model': None, 'student': clip, 'foundation': clip}
+    r = quickstart(tmp_path/'a', verbose=False, **cfg)
+    assert r['zoo']['student'][0] == r['zoo']['foundation'][0] == 'clip'
+    assert 'teacher (foundation)' not in r['table'].index and 'small student (DAD)' in r['table'].index   # one row for both roles
+    assert r['split']['head_blocks'] == 1
+    before = _weights(cache)
+    again = quickstart(tmp_path/'b', verbose=False, **cfg)
+    assert {p: t for p, t in _weights(cache).items() if p in before} == before and r['table'].equals(again['table'])
