@@ -8,10 +8,11 @@ JSON, and that 1000 classes flow through every stage. Two costs are cut, and onl
   with the text tower (80,000 passes, ~0.2 s each on this CPU: hours). `models.text_class_embeddings` is replaced by a
   seeded random unit-norm [1000, 512] matrix; the image tower, the head and everything after are the real code.
 - The discretiser is the embedded VQ (`--vq embedded:vq`): a real taming f8 VQGAN at 224 px costs minutes per image here.
-  Evaluation reads 4 of the 1000 val images (`robust_nb_eval --max-images 4`).
+  Evaluation reads 4 of the 1000 val images and 4 of the 1000 ImageNet-P `rotate` videos (`robust_nb_eval --max-images 4`;
+  the videos need PyAV and are left out without it).
 With random weights the teacher is rarely right, so DAD's correctness filter usually keeps none of the 4 samples and
 DAD training runs on its clean-image path; the DAD term itself is covered by tests/test_dad.py."""
-import json, time
+import importlib.util, json, time
 import pytest, torch
 import torch.nn.functional as F
 from PIL import Image
@@ -30,6 +31,20 @@ def _tree(root, seed):
         Image.fromarray(rgb).save(root/w/f'{w}_{i}.JPEG', quality=90)
     return root
 
+def _imagenet_p(root, seed):
+    "root/rotate/<wnid>/v.mp4 for every wnid: one 4-frame 16-px H.264 video (PyAV), copied into each class folder."
+    import av, numpy as np, shutil
+    g = np.random.default_rng(seed)
+    src = root/'v.mp4'; root.mkdir(parents=True)
+    with av.open(str(src), 'w') as c:
+        s = c.add_stream('libx264', rate=10); s.width = s.height = 16; s.pix_fmt = 'yuv420p'
+        for _ in range(4):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(g.integers(0, 256, (16, 16, 3), dtype=np.uint8), format='rgb24')): c.mux(pkt)
+        for pkt in s.encode(): c.mux(pkt)
+    for w in imagenet_wnids():
+        (root/'rotate'/w).mkdir(parents=True); shutil.copyfile(src, root/'rotate'/w/'v.mp4')
+    src.unlink()
+
 def _run(main, argv, times, name):
     "Run console-script `main(argv)` in-process; it must end without SystemExit (exit status 0)."
     t0 = time.perf_counter()
@@ -46,6 +61,7 @@ def world(tmp_path_factory):
     import timm, open_clip
     root = tmp_path_factory.mktemp('imagenet')
     _tree(root/'train', 0); _tree(root/'val_root'/'val', 1)
+    if importlib.util.find_spec('av'): _imagenet_p(root/'val_root'/'imagenet-p', 2)
     torch.manual_seed(0)
     save_file(timm.create_model('resnet50', pretrained=False).state_dict(), root/'resnet50.safetensors')
     clip = open_clip.create_model('ViT-B-16')
@@ -90,5 +106,10 @@ def test_imagenet_chain(world, monkeypatch, capsys):
     assert list(res) == [f"timm:resnet50@{r/'student.pt'}"]
     res = res[f"timm:resnet50@{r/'student.pt'}"]
     assert res['info']['num_classes'] == N_CLASSES
-    assert [s['shift'] for s in res['shifts']] == ['imagenet'] and res['shifts'][0]['n'] == 4
+    has_p = (r/'val_root'/'imagenet-p').is_dir()
+    assert [s['shift'] for s in res['shifts']] == ['imagenet'] + ['imagenet_p-rotate'] * has_p
+    assert all(s['n'] == 4 for s in res['shifts'])
+    if has_p:                                       # ImageNet-P in the main flow: flip probability per video, mFP in the summary
+        assert 0 <= res['shifts'][1]['flip_prob'] <= 1 and res['shifts'][1]['kind'] == 'perturbation'
+        assert 'mFP (%, unnormalised)' in (r/'eval'/'summary.csv').read_text().splitlines()[0]
     assert (r/'eval'/'report.html').stat().st_size > 0
