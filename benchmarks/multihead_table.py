@@ -1,0 +1,191 @@
+"""Table-1-style benchmark of multi-head distillation (issue 14) on the embedded world, several seeds, mean ± std.
+
+For each seed: D^a from `seed`, the student distilled from the embedded robust teacher with the paper's method (`ours`)
+and its training ablations (`wo_kd`, `only_kd`, `single_teacher`, `combined_only`, see `robust_nb.losses.VARIANTS`), and
+APT on the same tuned blocks. Every model is evaluated on the same fixed test sets: clean photo, the four natural
+shifts and the 15 ImageNet-C corruptions at one severity. `ours` is also read with the inference ablations (eq. 6
+without KLD, without U_mc, max-logit). F_correct per shift is `metrics.f_correct` of the selected head.
+
+    python benchmarks/multihead_table.py --seeds 0 1 2 --out /tmp/mh_clip --student clip
+
+Rows go to `DIR/rows.csv` as they finish (a rerun skips the (method, seed) rows already there); per-domain head
+statistics of `ours` (mean U_mc and KL per head, share of inputs sent to the unclean head) to `DIR/heads.csv`;
+the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`.
+"""
+from __future__ import annotations
+import argparse, json, os, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+
+from robust_nb import embedded
+from robust_nb.synthetic import render
+from robust_nb.data import embedded_suite
+from robust_nb.corruptions import CORRUPTIONS, corrupt
+from robust_nb.metrics import f_correct
+from robust_nb.multihead import distill, mc_logits, select_head, head_scores, tuning_set, multihead_for, HEADS
+from robust_nb.baselines import apt
+from robust_nb.losses import SINGLE_HEAD
+
+NATURAL = ('v2', 'sketch', 'rendition', 'hard')
+TRAIN_VARIANTS = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only')
+INFER_RULES = ('ours', 'wo_kld', 'wo_umc', 'max_logit')
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--out', type=Path, required=True, help='output folder (rows.csv, heads.csv, summary.csv/.md)')
+    p.add_argument('--student', default='clip', choices=['clip', 'vit', 'resnet'], help="clip: its zero-shot head")
+    p.add_argument('--n-tune', type=int, default=3000, help='clean photos behind D^a (D^a has as many rows, a = 0.5)')
+    p.add_argument('--epochs', type=int, default=4)
+    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--lr', type=float, default=1e-3)
+    p.add_argument('--blocks', type=int, default=2, help='blocks tuned (multi-head and APT); the heads take the last ≈ 1/5')
+    p.add_argument('--n-eval', type=int, default=250, help='test images per domain')
+    p.add_argument('--severity', type=int, default=3)
+    p.add_argument('--mc', type=int, default=10, help='MC-dropout samples N')
+    p.add_argument('--variants', nargs='+', default=list(TRAIN_VARIANTS), choices=TRAIN_VARIANTS)
+    p.add_argument('--no-apt', action='store_true')
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--merge', type=Path, nargs='+', default=None,
+                   help='only merge the rows.csv/heads.csv of these run folders (e.g. one per seed, run in parallel) into --out')
+    return p.parse_args(argv)
+
+def load_models(name):
+    s = embedded.create(name, progress=False)
+    s = embedded.clip_zeroshot(s) if hasattr(s, 'encode_text') else s
+    return s.eval(), embedded.create('teacher', progress=False).eval()
+
+def eval_sets(n, severity):
+    "The fixed test sets: domain -> (images, labels, is_shifted)."
+    suite = embedded_suite(size=32, n=n, seed=0, corruptions=CORRUPTIONS, severities=(severity,), cache=True)
+    out = {}
+    for sh in suite:
+        x = torch.stack([sh.dataset[i][0] for i in range(len(sh.dataset))])
+        y = torch.as_tensor([int(sh.dataset[i][1]) for i in range(len(sh.dataset))])
+        if sh.on_the_fly: x = corrupt(x, sh.corruption, sh.severity, generator=torch.Generator().manual_seed(0))
+        name = 'clean' if sh.kind == 'clean' else (sh.corruption if sh.kind == 'corruption' else sh.name)
+        out[name] = (x, y, sh.kind != 'clean')
+    return out
+
+@torch.no_grad()
+def _batched(fn, x, bs=250): return torch.cat([fn(x[i:i + bs]) for i in range(0, len(x), bs)])
+
+def _acc(logits, y): return 100 * logits.argmax(-1).eq(y).float().mean().item()
+
+def _row(method, seed, acc:dict, fc:dict|None, cost:dict) -> dict:
+    r = dict(method=method, seed=seed, **{f'acc_{k}': v for k, v in acc.items()})
+    corr = [acc[c] for c in CORRUPTIONS]; nat = [acc[d] for d in NATURAL]
+    r.update(nat_avg=np.mean(nat), corr_mean=np.mean(corr), avg_shifts=np.mean(nat + [np.mean(corr)]))
+    if fc:
+        r.update({f'fc_{k}': v for k, v in fc.items()})
+        r['fc_shift_mean'] = np.mean([fc[d] for d in list(NATURAL) + list(CORRUPTIONS)])
+    r.update(cost)
+    return r
+
+@torch.no_grad()
+def eval_multihead(mh, sets, feats, n, rules):
+    "Accuracy and F_correct per domain for each rule, plus per-domain head statistics (for the 'ours' rule)."
+    acc = {r: {} for r in rules}; fc = {r: {} for r in rules}; stats = []
+    for d, (x, y, shifted) in sets.items():
+        mc = torch.cat([mc_logits(mh, features=feats[d][i:i + 250], n=n, seed=0) for i in range(0, len(y), 250)], dim=2)
+        _, u, kl = head_scores(mc)
+        for r in rules:
+            sel, lp = select_head(mc, r)
+            acc[r][d] = _acc(lp, y)
+            if r in INFER_RULES: fc[r][d] = f_correct(sel, torch.full_like(sel, shifted, dtype=torch.bool))
+        sel, _ = select_head(mc, 'ours')
+        hacc = [_acc(mc[h].float().softmax(-1).mean(0), y) for h in range(3)]
+        stats.append(dict(domain=d, shifted=shifted, **{f'umc_{h}': u[i].mean().item() for i, h in enumerate(HEADS)},
+                          **{f'kl_{h}': kl[i].mean().item() for i, h in enumerate(HEADS[:2])},
+                          **{f'acc_{h}': hacc[i] for i, h in enumerate(HEADS)}, frac_unclean=sel.float().mean().item()))
+    return acc, fc, stats
+
+class Rows:
+    "rows.csv, appended one (method, seed) row at a time; `has` tells a rerun what to skip."
+    def __init__(self, path): self.path = path; self.df = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    def has(self, method, seed): return len(self.df) and ((self.df.method == method) & (self.df.seed == seed)).any()
+    def add(self, rows):
+        self.df = pd.concat([self.df, pd.DataFrame(rows)], ignore_index=True)
+        tmp = self.path.with_suffix('.tmp'); self.df.to_csv(tmp, index=False, float_format='%.4f'); os.replace(tmp, self.path)
+
+def _append_heads(path, stats, seed, method):
+    df = pd.DataFrame(stats).assign(seed=seed, method=method)
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if len(old): old = old[~((old.seed == seed) & (old.method == method))]
+    pd.concat([old, df], ignore_index=True).to_csv(path, index=False, float_format='%.5f')
+
+KEY = ['acc_clean', 'nat_avg', 'corr_mean', 'avg_shifts', 'fc_clean', 'fc_shift_mean', 'train_ms_per_img', 'params_tuned']
+
+def summarise(df, out):
+    cols = [c for c in df.columns if c not in ('method', 'seed')]
+    g = df.groupby('method', sort=False)[cols]
+    mean, std, n = g.mean(), g.std(ddof=1).fillna(0.), g.size()
+    mean.assign(n_seeds=n).to_csv(out/'summary_mean.csv', float_format='%.4f'); std.to_csv(out/'summary_std.csv', float_format='%.4f')
+    show = ['acc_clean', *[f'acc_{d}' for d in NATURAL], 'nat_avg', 'corr_mean', 'avg_shifts', 'fc_clean', 'fc_shift_mean',
+            'train_ms_per_img', 'params_tuned']
+    show = [c for c in show if c in mean.columns]
+    def cell(m, c):
+        v, s = mean.loc[m, c], std.loc[m, c]
+        if pd.isna(v): return '–'
+        if c.startswith('fc_'): return f'{v:.3f} ± {s:.3f}'
+        if c == 'params_tuned': return f'{int(round(v)):,}'
+        return f'{v:.1f} ± {s:.1f}'
+    lines = ['| method | seeds | ' + ' | '.join(show) + ' |', '|---|---|' + '---|' * len(show)]
+    lines += [f'| {m} | {n[m]} | ' + ' | '.join(cell(m, c) for c in show) + ' |' for m in mean.index]
+    (out/'summary.md').write_text('\n'.join(lines) + '\n')
+    return '\n'.join(lines)
+
+def main(argv=None):
+    a = parse(argv); torch.set_num_threads(a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    if a.merge:
+        for f in ('rows.csv', 'heads.csv'):
+            dfs = [pd.read_csv(d/f) for d in a.merge if (d/f).exists()]
+            if dfs: pd.concat(dfs, ignore_index=True).to_csv(a.out/f, index=False, float_format='%.5f')
+        print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); return
+    (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
+    t_all = time.perf_counter()
+    student, teacher = load_models(a.student)
+    split, mh0 = multihead_for(student, blocks=a.blocks)
+    print(f'student {a.student}: tuned {split.n_tuned:,} params = {split.frac_tuned:.1%}, heads {split.head_frac:.1%} of it '
+          f'({split.head_blocks} block(s)); cut {split.cut}', flush=True)
+    sets = eval_sets(a.n_eval, a.severity)
+    feats = {d: _batched(mh0.features, x) for d, (x, _, _) in sets.items()}     # M_b is frozen and shared by every model
+    rows = Rows(a.out/'rows.csv')
+    for ref, m in (('student (original)', student), ('teacher (small, robust)', teacher)):
+        for seed in a.seeds:                                            # seed-independent; repeated so every seed has the row
+            if rows.has(ref, seed): continue
+            acc = {d: _acc(_batched(m, x), y) for d, (x, y, _) in sets.items()}
+            rows.add([_row(ref, seed, acc, None, dict(train_ms_per_img=0., params_tuned=0))])
+    for seed in a.seeds:
+        ts = None
+        def data():
+            nonlocal ts
+            if ts is None: ts = tuning_set(*render('photo', a.n_tune, size=32, seed=seed + 1, split='train'), a=0.5, seed=seed)
+            return ts
+        kw = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=seed)
+        for v in a.variants:
+            names = [f'multi-head ({r})' for r in INFER_RULES] if v == 'ours' else [f'train ablation: {v}']
+            if all(rows.has(nm, seed) for nm in names): continue
+            t0 = time.perf_counter()
+            r = distill(student, teacher, data(), blocks=a.blocks, variant=v, progress=False, **kw)
+            cost = dict(train_ms_per_img=r.ms_per_img, params_tuned=sum(p.numel() for p in r.model.parameters() if p.requires_grad),
+                        train_wall_s=time.perf_counter() - t0)
+            rules = list(INFER_RULES) if v == 'ours' else (['combined'] if v in SINGLE_HEAD else ['ours'])
+            acc, fc, stats = eval_multihead(r.model, sets, feats, a.mc, rules)
+            if v == 'ours':
+                rows.add([_row(f'multi-head ({ru})', seed, acc[ru], fc[ru], cost) for ru in INFER_RULES])
+                _append_heads(a.out/'heads.csv', stats, seed, v)
+            else: rows.add([_row(names[0], seed, acc[rules[0]], fc.get(rules[0]) or None, cost)])
+            print(f'seed {seed} {v}: {time.perf_counter() - t0:.0f} s', flush=True)
+        if not a.no_apt and not rows.has('APT', seed):
+            t0 = time.perf_counter()
+            r = apt(student, (data().x, data().y), blocks=a.blocks, progress=False, **kw)
+            acc = {d: _acc(_batched(r.model, x), y) for d, (x, y, _) in sets.items()}
+            rows.add([_row('APT', seed, acc, None, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned,
+                                                         train_wall_s=time.perf_counter() - t0))])
+            print(f'seed {seed} APT: {time.perf_counter() - t0:.0f} s', flush=True)
+        print(summarise(rows.df, a.out), flush=True)
+    print(f'wall {time.perf_counter() - t_all:.0f} s', flush=True)
+
+if __name__ == '__main__': main()
