@@ -5,17 +5,22 @@ DAT+DAD, and the adversarial-training baselines of Tables 1, 2 and 7, AdvProp an
 the DAD notebook (`dad.METHODS`; AdvProp: PGD ε 4/255, 5 steps of 1/255 through auxiliary BatchNorms; Pyramid AT:
 grids 7/14/every pixel, multipliers 20/10/1, ε 3/255, 5 steps of 0.5/255 toward random targets).
 
-    python benchmarks/dad_table.py --seeds 0 1 2 --out DIR [--preset linf] [--n 1000 --size 16 --epochs 12 --n-eval 500]
+    python benchmarks/dad_table.py --seeds 0 1 2 --out DIR [--preset linf] [--teacher clip] [--n 1000 --size 32 --epochs 12 --n-eval 500]
 
 writes DIR/dad_table.csv with the columns method, seed, photo, each natural shift (v2, sketch, rendition, hard),
 corruptions (mean top-1 over the ImageNet-C corruptions at --severities), avg shifts, kept_fraction (of the DAD samples
 the method trains on; empty for methods that use none) and train_s (seconds inside `distil`; the teacher's logits are
 precomputed once per seed by `DADPairs`, outside that time). All accuracies are top-1 in percent.
 
-Protocol (the one of the DAD notebook's Table 3 cell): teacher φ = `embedded.create('foundation')`, Q =
-`embedded.create('vq')`, both fixed across seeds; students are `models.small_cnn` trained from scratch on --n photo/train
-images with `dad.distil` (AdamW, --lr, --batch-size, --epochs). The seed sets the student's initialisation, the batch
-order and the random starts of the DAD generation (attack preset --preset, see `dad.ATTACK_PRESETS`).
+Protocol: teacher φ (--teacher clip, the default) is the embedded CLIP zero-shot, built the way a user builds CLIP
+ViT-L/14: `dad.as_teacher(models.clip_classifier(<open_clip arch>, head='zeroshot', class_names=synthetic.CLASSES))`, with
+the trained `embedded.create('clip')` passed as `clip=` (its patch conv is a ResNet trunk that `open_clip.create_model`
+cannot build); CLIP's mean/std and the resize to its 32-px input are inside the classifier (`models.Prep`). --teacher
+foundation is the earlier small CNN trained on photo+sketch+rendition (`embedded.create('foundation')`). Q =
+`embedded.create('vq')` (convolutional, trained at --vq-size px, applied at --size). Teacher and Q are fixed across seeds;
+students are `models.small_cnn` trained from scratch on --n photo/train images with `dad.distil` (AdamW, --lr,
+--batch-size, --epochs). The seed sets the student's initialisation, the batch order and the random starts of the DAD
+generation (attack preset --preset, see `dad.ATTACK_PRESETS`).
 
 Training cost alone: `--cost` trains one epoch of each method (no evaluation), --repeats times interleaved, and writes
 DIR/cost.csv with the median seconds per epoch and the ratio to CE (the DAD paper's Table 7 measure, with DAD's generation
@@ -34,6 +39,7 @@ import torch
 METHODS = ['ce', 'kd', 'dist', 'ard', 'rslad', 'dat', 'dat+dad', 'dad_aug', 'dad', 'advprop', 'pyramid_at']
 USES_DAD = {'ard', 'rslad', 'dat+dad', 'dad_aug', 'dad', 'vqgan_sample'}
 NATURAL = ['v2', 'sketch', 'rendition', 'hard']
+TEACHERS = ('clip', 'foundation')
 COLUMNS = ['method', 'seed', 'photo', *NATURAL, 'corruptions', 'avg shifts', 'kept_fraction', 'train_s']
 
 
@@ -45,7 +51,9 @@ def parse(argv=None):
     p.add_argument('--methods', nargs='+', default=METHODS, help=f"default: {' '.join(METHODS)}")
     p.add_argument('--preset', default=DEFAULT_PRESET, choices=sorted(ATTACK_PRESETS), help='DAD attack preset')
     p.add_argument('--n', type=int, default=1000, help='photo/train images the students see')
-    p.add_argument('--size', type=int, default=16, help='image size (teacher and Q are trained at it if not shipped)')
+    p.add_argument('--size', type=int, default=32, help='image size of data and students (the clip teacher resizes to its own 32 px)')
+    p.add_argument('--teacher', default='clip', choices=TEACHERS, help='foundation teacher: the embedded CLIP zero-shot, or the small CNN foundation')
+    p.add_argument('--vq-size', type=int, default=16, help='image size Q is trained at (16: the cached/shipped `vq`)')
     p.add_argument('--epochs', type=int, default=12)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--lr', type=float, default=2e-3)
@@ -96,6 +104,18 @@ def summarise(rows:pd.DataFrame) -> pd.DataFrame:
     out['cost vs CE'] = (g['train_s'].mean() / ce).round(2) if ce else float('nan')
     return out.reset_index()
 
+def teacher(name:str, size:int=32):
+    """The foundation teacher φ as a frozen `dad.Teacher` taking [0,1] images. 'clip': the embedded CLIP through the open_clip
+    path of any CLIP (`models.clip_classifier`, zero-shot head over `synthetic.CLASSES` with the OpenAI prompt ensemble,
+    CLIP's normalisation inside); 'foundation': the small CNN of `embedded.create('foundation')` at `size`."""
+    from robust_nb.embedded import create, CLIP_ARCH
+    from robust_nb.models import clip_classifier
+    from robust_nb.synthetic import CLASSES
+    from robust_nb.dad import as_teacher
+    if name == 'clip': return as_teacher(clip_classifier(CLIP_ARCH, head='zeroshot', class_names=list(CLASSES), clip=create('clip')))
+    if name == 'foundation': return as_teacher(create('foundation', **({} if size == 16 else dict(size=size))))
+    raise ValueError(f"unknown teacher {name!r}; valid: {', '.join(TEACHERS)}")
+
 def cost(a, phi, vq, x, y, out:Path) -> pd.DataFrame:
     "Median seconds of one training epoch per method over `a.repeats` interleaved repeats, and the ratio to CE; DIR/cost.csv."
     import statistics
@@ -139,8 +159,7 @@ def main(argv=None):
     check_config(out, a)
     csv = out / 'dad_table.csv'; rows = load_rows(csv)
     done = set(zip(rows['method'], rows['seed'].astype(int)))
-    kw = {} if a.size == 16 else dict(size=a.size)
-    phi, vq = create('foundation', **kw), create('vq', **kw)
+    phi, vq = teacher(a.teacher, a.size), create('vq', **({} if a.vq_size == 16 else dict(size=a.vq_size)))
     x, y = render('photo', a.n, size=a.size, seed=0, split='train')
     if a.cost: return cost(a, phi, vq, x, y, out)
     suite = embedded_suite(size=a.size, n=a.n_eval, severities=tuple(a.severities))

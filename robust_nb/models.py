@@ -393,13 +393,15 @@ def _load_clip(clip, name:str, file):
         clip.load_state_dict(got)
 
 def clip_classifier(name:str, pretrained:str|Path|None=None, head:str='linear', class_names=None, templates=None,
-                    num_classes:int|None=None, p:float=0., residual_stages:bool=False) -> StagedModel:
-    "open_clip model `name`'s image tower as a `StagedModel` under a 'linear' or 'zeroshot' head; `pretrained` = local file (loaded strictly)."
+                    num_classes:int|None=None, p:float=0., residual_stages:bool=False, clip:nn.Module|None=None) -> StagedModel:
+    """open_clip model `name`'s image tower as a `StagedModel` under a 'linear' or 'zeroshot' head; `pretrained` = local file
+    (loaded strictly). `clip`: an open_clip model of architecture `name` that is already built (and possibly trained), used
+    instead of `open_clip.create_model(name)`, e.g. the embedded CLIP, whose patch conv is a ResNet trunk."""
     import open_clip
     if head not in ('linear', 'zeroshot'): raise ValueError(f"head must be 'linear' or 'zeroshot', got {head!r}")
     if pretrained is not None and not Path(pretrained).exists():
         raise FileNotFoundError(f"open_clip weights {pretrained} do not exist; pass a local checkpoint file or None")
-    clip = open_clip.create_model(name)
+    clip = open_clip.create_model(name) if clip is None else clip
     if pretrained is not None: _load_clip(clip, name, pretrained)
     v = clip.visual
     if not isinstance(v, _OCViT):
