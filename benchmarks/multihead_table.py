@@ -27,7 +27,7 @@ from robust_nb.baselines import apt
 from robust_nb.losses import SINGLE_HEAD
 
 NATURAL = ('v2', 'sketch', 'rendition', 'hard')
-TRAIN_VARIANTS = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only')
+TRAIN_VARIANTS = ('ours', 'wo_kd', 'single_teacher', 'only_kd', 'combined_only')   # run in this order (APT right before ours)
 INFER_RULES = ('ours', 'wo_kld', 'wo_umc', 'max_logit')
 
 def parse(argv=None):
@@ -165,6 +165,13 @@ def main(argv=None):
             return ts
         kw = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=seed)
         for v in a.variants:
+            if v == 'ours' and not a.no_apt and not rows.has('APT', seed):
+                t0 = time.perf_counter()
+                r = apt(student, (data().x, data().y), blocks=a.blocks, progress=False, **kw)
+                acc = {d: _acc(_batched(r.model, x), y) for d, (x, y, _) in sets.items()}
+                rows.add([_row('APT', seed, acc, None, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned,
+                                                             train_wall_s=time.perf_counter() - t0))])
+                print(f'seed {seed} APT: {time.perf_counter() - t0:.0f} s', flush=True)
             names = [f'multi-head ({r})' for r in INFER_RULES] if v == 'ours' else [f'train ablation: {v}']
             if all(rows.has(nm, seed) for nm in names): continue
             t0 = time.perf_counter()
@@ -172,19 +179,16 @@ def main(argv=None):
             cost = dict(train_ms_per_img=r.ms_per_img, params_tuned=sum(p.numel() for p in r.model.parameters() if p.requires_grad),
                         train_wall_s=time.perf_counter() - t0)
             rules = list(INFER_RULES) if v == 'ours' else (['combined'] if v in SINGLE_HEAD else ['ours'])
-            acc, fc, stats = eval_multihead(r.model, sets, feats, a.mc, rules)
+            if v in SINGLE_HEAD:                       # one head is trained: its deterministic (eval-mode) prediction, no MC
+                r.model.eval()
+                acc, fc = {'combined': {d: _acc(_batched(lambda f: r.model.forward_tuned(f)[2], feats[d]), y)
+                                        for d, (_, y, _) in sets.items()}}, {}
+            else: acc, fc, stats = eval_multihead(r.model, sets, feats, a.mc, rules)
             if v == 'ours':
                 rows.add([_row(f'multi-head ({ru})', seed, acc[ru], fc[ru], cost) for ru in INFER_RULES])
                 _append_heads(a.out/'heads.csv', stats, seed, v)
             else: rows.add([_row(names[0], seed, acc[rules[0]], fc.get(rules[0]) or None, cost)])
             print(f'seed {seed} {v}: {time.perf_counter() - t0:.0f} s', flush=True)
-        if not a.no_apt and not rows.has('APT', seed):
-            t0 = time.perf_counter()
-            r = apt(student, (data().x, data().y), blocks=a.blocks, progress=False, **kw)
-            acc = {d: _acc(_batched(r.model, x), y) for d, (x, y, _) in sets.items()}
-            rows.add([_row('APT', seed, acc, None, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned,
-                                                         train_wall_s=time.perf_counter() - t0))])
-            print(f'seed {seed} APT: {time.perf_counter() - t0:.0f} s', flush=True)
         print(summarise(rows.df, a.out), flush=True)
     print(f'wall {time.perf_counter() - t_all:.0f} s', flush=True)
 
