@@ -14,7 +14,8 @@ __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET
            'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch',
            'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes', 'resolve_data',
            'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main', 'distill_main',
-           'dad_generate_main', 'dad_train_main', 'baselines_main', 'eval_main', 'quickstart_main', 'main']
+           'dad_generate_main', 'dad_train_main', 'baselines_main', 'eval_main', 'quickstart_main', 'deepaugment_main',
+           'main']
 
 # %% ../nbs/17_cli.ipynb #h2cli006
 class CLIError(Exception):
@@ -1015,9 +1016,46 @@ def quickstart_main(argv=None) -> None:
     "Console script `robust_nb_quickstart`."
     run_tool(_quickstart_parser(), _quickstart, argv)
 
+# %% ../nbs/17_cli.ipynb #26ed0879
+def _deepaugment_parser():
+    p = _parser('robust_nb_deepaugment', "Write a DeepAugment copy of an image folder (\"The Many Faces of Robustness\"): every image "
+                "through the EDSR super-resolution network or the CAE autoencoder with randomly perturbed weights and activations, "
+                "as DST/<class>/<image>.jpg. Deterministic per image; resumable: rerun the same command after a kill.",
+                """examples:
+  # the paper's two DeepAugment copies of ImageNet train, with the authors' weight files (GPU):
+  robust_nb_deepaugment /data/imagenet/train /data/imagenet-deepaugment/edsr --net edsr --weights EDSR_Weights/edsr_baseline_x4.pt --device cuda
+  robust_nb_deepaugment /data/imagenet/train /data/imagenet-deepaugment/cae --net cae --weights CAE_Weights/model_final.state --device cuda
+  # a small copy of any folder of class sub-folders at 64 px (EDSR writes 4x larger images: 256 px):
+  robust_nb_deepaugment my_images/ my_images-edsr --net edsr --weights edsr_baseline_x4.pt --resize 64
+SRC layout: SRC/<class>/<image> (e.g. /data/imagenet/train/n01440764/n01440764_10026.JPEG); DST gets the same class folders.
+weights: EDSR: EDSR-PyTorch's edsr_baseline_x4-6b446fab.pt; CAE: model_final.state of the DeepAugment release (github.com/hendrycks/imagenet-r).""")
+    p.add_argument('src', help="folder of class sub-folders of images (e.g. ImageNet train)")
+    p.add_argument('dst', help="output folder (created; a rerun resumes it)")
+    p.add_argument('--net', choices=('edsr', 'cae'), required=True, help="perturbed network: edsr (super-resolution, 4x larger output) or cae (autoencoder)")
+    p.add_argument('--weights', required=True, help="the network's weights file (a .pt state dict or .safetensors)")
+    p.add_argument('--resize', type=_int(0), default=None, help="resize the shorter side to this first (default: the authors' 128 px for edsr, 512 px for cae; 0: keep)")
+    p.add_argument('--classes', type=_names, default=None, help="comma-separated class folders to include (default: all)")
+    p.add_argument('--quality', type=_int(1, 100), default=75, help="JPEG quality (the authors saved with PIL's default, 75)")
+    p.add_argument('--workers', type=_int(1), default=None, help="threads decoding and writing around the network (default: min(4, CPUs))")
+    p.add_argument('--skip-bad', action='store_true', help="skip unreadable images (listed in DST/.complete.json) instead of stopping")
+    return _common(p)
+
+def _deepaugment(a):
+    _seed(a.seed)
+    device = resolve_device(a.device)
+    from robust_nb.deepaugment import deepaugment_folder
+    with _lock(a.dst, 'robust_nb_deepaugment', a.min_free_gb):
+        st = deepaugment_folder(a.src, a.dst, a.net, a.weights, resize=a.resize, seed=a.seed, quality=a.quality, device=str(device),
+                                classes=a.classes, skip_bad=a.skip_bad, workers=a.workers)
+    print(f"{a.dst}: wrote {st['written']} DeepAugment-{a.net.upper()} images, {st['skipped']} already done ({st['images']} images)")
+
+def deepaugment_main(argv=None) -> None:
+    "Console script `robust_nb_deepaugment`."
+    run_tool(_deepaugment_parser(), _deepaugment, argv)
+
 # %% ../nbs/17_cli.ipynb #h2cli047
 TOOLS = dict(corrupt=corrupt_main, teacher=teacher_main, distill=distill_main, dad_generate=dad_generate_main,
-             dad_train=dad_train_main, baselines=baselines_main, eval=eval_main, quickstart=quickstart_main)
+             dad_train=dad_train_main, baselines=baselines_main, deepaugment=deepaugment_main, eval=eval_main, quickstart=quickstart_main)
 
 def main(argv=None) -> None:
     "`python -m robust_nb.cli <tool> [flags]`: one of `TOOLS` by name."

@@ -6,10 +6,11 @@ from robust_nb import cli
 from robust_nb.core import safe_load, atomic_save, output_lock
 
 SCRIPTS = dict(corrupt=cli.corrupt_main, teacher=cli.teacher_main, distill=cli.distill_main, dad_generate=cli.dad_generate_main,
-               dad_train=cli.dad_train_main, baselines=cli.baselines_main, eval=cli.eval_main, quickstart=cli.quickstart_main)
+               dad_train=cli.dad_train_main, baselines=cli.baselines_main, deepaugment=cli.deepaugment_main,
+               eval=cli.eval_main, quickstart=cli.quickstart_main)
 PARSERS = dict(corrupt=cli._corrupt_parser, teacher=cli._teacher_parser, distill=cli._distill_parser,
-               dad_generate=cli._dad_generate_parser, dad_train=cli._dad_train_parser, baselines=cli._baselines_parser, eval=cli._eval_parser,
-               quickstart=cli._quickstart_parser)
+               dad_generate=cli._dad_generate_parser, dad_train=cli._dad_train_parser, baselines=cli._baselines_parser,
+               deepaugment=cli._deepaugment_parser, eval=cli._eval_parser, quickstart=cli._quickstart_parser)
 
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch, tmp_path):

@@ -129,3 +129,22 @@ def test_edsr_weight_draws_touch_only_residual_block_convs():
         w = da.edsr_perturb_weights(dict(sd), _g(s))
         changed = [k for k in sd if not torch.equal(w[k], sd[k])]
         assert all(k.startswith('body.') and '.body.' in k for k in changed), changed
+
+# --- robust_nb_deepaugment (console script) ---
+from robust_nb import cli as _cli
+
+def test_deepaugment_cli_writes_resumes_and_names_bad_files(src, weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+    out = tmp_path/'out'
+    argv = [str(src), str(out), '--net', 'edsr', '--weights', str(weights/'edsr.pt'), '--resize', '8', '--device', 'cpu', '--min-free-gb', '0']
+    _cli.deepaugment_main(argv)
+    assert 'wrote 6 DeepAugment-EDSR images, 0 already done' in capsys.readouterr().out
+    _cli.deepaugment_main(argv)
+    assert 'wrote 0 DeepAugment-EDSR images, 6 already done' in capsys.readouterr().out
+    assert len(_files(out)) == 6
+    for bad, msg in ((weights/'cae.pt', 'does not hold EDSR weights'), (tmp_path/'nope.pt', 'nope.pt')):
+        with pytest.raises(SystemExit) as e:
+            _cli.deepaugment_main([str(src), str(tmp_path/'o2'), '--net', 'edsr', '--weights', str(bad), '--device', 'cpu', '--min-free-gb', '0'])
+        assert e.value.code == 2
+        err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith('note:')]
+        assert len(err) == 1 and err[0].startswith('robust_nb_deepaugment: error:') and msg in err[0], err
