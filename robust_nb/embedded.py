@@ -310,7 +310,7 @@ for _a, (_c, _t) in _H7.items():                           # issue 13's recipes 
 # the small robust teacher: width 24 (137K parameters), so every large student has more than 5× its parameters
 MODELS.pop('teacher', None)
 register_model('teacher', dict(model='small_cnn', width=24, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=24000,
-                               seed=0, epochs=2, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
+                               seed=0, epochs=5, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
 
 # %% ../nbs/10b_embedded.ipynb #h7c03
 _WEB_STYLES = (                                             # 'web photo' nuisance rows: photo's and three variants (not v2's or hard's)
@@ -483,7 +483,7 @@ def _train_clip(m, c, folder, progress):
 register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, width=128, patch_size=8, head_width=32, pool_type='avg'),
                             text=dict(context_length=20, vocab_size=49408, width=48, heads=2, layers=2),
                             stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'),
-                            size=32, n=30000, seed=0, epochs=2, batch_size=256,
+                            size=32, n=30000, seed=0, epochs=4, batch_size=256,
                             lr=1e-3, weight_decay=0.1, warmup=0.05), _train_clip)(_clip)
 
 def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0.) -> StagedModel:
