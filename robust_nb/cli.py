@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET_TRAIN_LAYOUT', 'IMAGENET_SUITE_LAYOUT',
-           'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES', 'TOOLS', 'CLIError',
-           'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch',
+           'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'PRESET_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES', 'TOOLS',
+           'CLIError', 'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch',
            'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes', 'resolve_data',
            'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main', 'distill_main',
            'dad_generate_main', 'dad_train_main', 'baselines_main', 'eval_main', 'quickstart_main', 'deepaugment_main',
@@ -652,6 +652,7 @@ def distill_main(argv=None) -> None:
 
 
 # %% ../nbs/17_cli.ipynb #h2cli040
+PRESET_NAMES = ('linf', 'paper', 'authors')   # robust_nb.dad.ATTACK_PRESETS (not imported: --help stays fast)
 METHOD_NAMES = ('ce', 'kd', 'dist', 'ard', 'rslad', 'dad', 'vqgan_sample', 'dad_aug', 'dat', 'dat+dad', 'advprop', 'pyramid_at')   # robust_nb.dad.METHODS
 
 _DAD_DATA_HELP = "clean images: embedded[:<domain>] (1000 rendered 16-px photos), an ImageFolder root, or a .pt file {'x','y'}"
@@ -675,11 +676,15 @@ def _dad_generate_parser():
     p.add_argument('--classes', default=None, help="ImageFolder class order: imagenet, a file of '<folder> [name]' lines, or a comma list")
     p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 16 embedded, 224 ImageFolder)")
     p.add_argument('--n', type=_int(1), default=None, help="use the first N images (default: 1000 embedded, all of a folder)")
-    g = p.add_argument_group('attack')
-    g.add_argument('--eps', type=_float(0, lo_open=False), default=0.1, help="attack radius epsilon on [0,1] images")
-    g.add_argument('--norm', choices=('linf', 'l2'), default='linf', help="attack norm")
-    g.add_argument('--steps', type=_int(0), default=1, help="attack steps (1: FGSM-like, as the paper)")
-    g.add_argument('--lr', type=_float(0), default=0.1, help="attack step size")
+    g = p.add_argument_group('attack (a preset; --eps/--norm/--steps/--lr override it and are recorded in <out>/config.json)')
+    g.add_argument('--preset', choices=PRESET_NAMES, default=None, help="attack preset (default: dad.DEFAULT_PRESET, linf): "
+                   "linf = one L-inf sign step of 0.1 from x; paper = one L2 step of lr 0.1 in an L2 ball of 0.1 from x (Appendix C's "
+                   "'one iteration, attack learning rate 0.1'); authors = the authors' generate_examples.py: one L2 step of 0.01 "
+                   "in an L2 ball of 0.1 from Q(x), random start for 80%% of the images, KD criterion")
+    g.add_argument('--eps', type=_float(0, lo_open=False), default=None, help="attack radius epsilon on [0,1] images (default: the preset's)")
+    g.add_argument('--norm', choices=('linf', 'l2'), default=None, help="attack norm (default: the preset's)")
+    g.add_argument('--steps', type=_int(0), default=None, help="attack steps (default: the preset's; 1 in every preset, as the paper)")
+    g.add_argument('--lr', type=_float(0), default=None, help="attack step size (default: the preset's)")
     g.add_argument('--chunk-size', type=_int(1), default=256, help="images per shard (the unit of resume)")
     g.add_argument('--workers', type=_int(0), default=0, help="DataLoader processes decoding ImageFolder images")
     return _common(p)
@@ -695,9 +700,12 @@ def _dad_generate(a):
     with _lock(a.out, 'robust_nb_dad_generate', a.min_free_gb):
         d = _dad_data(a)
         teacher = resolve_model(a.teacher, num_data_classes(d), d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
-        from robust_nb.dad import generate_dad
-        man = generate_dad(teacher, resolve_vq(a.vq), d.data, a.out, eps=a.eps, norm=a.norm, steps=a.steps, lr=a.lr,
-                           chunk_size=a.chunk_size, device=device, num_workers=a.workers)
+        from robust_nb.dad import generate_dad, attack_settings, DEFAULT_PRESET
+        preset, over = a.preset or DEFAULT_PRESET, {k: getattr(a, k) for k in ('eps', 'norm', 'steps', 'lr') if getattr(a, k) is not None}
+        s = attack_settings(preset, **over)
+        print(f"robust_nb_dad_generate: attack preset {preset}: " + ', '.join(f"{k}={v}{' (set)' if k in over else ''}" for k, v in s.items()))
+        man = generate_dad(teacher, resolve_vq(a.vq), d.data, a.out, preset=preset, eps=a.eps, norm=a.norm, steps=a.steps, lr=a.lr,
+                           chunk_size=a.chunk_size, device=device, num_workers=a.workers, seed=a.seed)
         if man and d.folders: _write_json(dict(classes=d.folders, class_names=d.names), Path(a.out) / 'classes.json')
     if man: print(f"robust_nb_dad_generate: {man['n_kept']}/{man['n_in']} samples kept ({man['kept_fraction']:.1%}) in {a.out}; complete={man['complete']}")
 

@@ -445,3 +445,25 @@ def test_eval_reads_a_distilled_checkpoint(tmp_path, capsys):
         cli.resolve_model(f'distilled:{out}', 3)
     line = user_error(capsys, cli.eval_main, ['--model', f'distilled:{data}', '--n', '8', '--out', str(tmp_path / 'o2')])
     assert 'is not a robust_nb_distill output' in line
+
+def test_dad_generate_preset_and_overrides(tmp_path, capsys):
+    "--preset picks the attack (dad.ATTACK_PRESETS); explicit --eps/--norm/--steps/--lr override it; config.json records both; resume with others refused."
+    from robust_nb.dad import ATTACK_PRESETS, DEFAULT_PRESET
+    assert set(cli.PRESET_NAMES) == set(ATTACK_PRESETS)
+    vq = _tiny_vq(tmp_path / 'vq.safetensors')
+    torch.save({'x': torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8), 'y': torch.arange(6) % 3}, tmp_path / 'data.pt')
+    common = ['--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'data.pt'), '--vq', str(vq), '--chunk-size', '6']
+    cfg = lambda d: json.loads((tmp_path / d / 'config.json').read_text())
+    assert cli.dad_generate_main(['--out', str(tmp_path / 'p'), '--preset', 'paper', '--eps', '0.05', *common]) is None
+    c = cfg('p')
+    assert (c['preset'], c['norm'], c['eps'], c['lr'], c['steps'], c['start'], c['criterion']) == ('paper', 'l2', 0.05, 0.1, 1, 'x', 'ce')
+    out = capsys.readouterr().out
+    assert 'attack preset paper' in out and 'eps=0.05 (set)' in out and 'lr=0.1,' in out
+    assert cli.dad_generate_main(['--out', str(tmp_path / 'a'), '--preset', 'authors', *common]) is None
+    c = cfg('a')
+    assert (c['preset'], c['norm'], c['eps'], c['lr'], c['start'], c['random_start'], c['criterion']) == ('authors', 'l2', 0.1, 0.01, 'q', 0.8, 'kd')
+    assert cli.dad_generate_main(['--out', str(tmp_path / 'd'), *common]) is None
+    assert cfg('d') == {**cfg('d'), 'preset': DEFAULT_PRESET, **{k: v for k, v in ATTACK_PRESETS[DEFAULT_PRESET].items()}}
+    capsys.readouterr()
+    err = user_error(capsys, cli.dad_generate_main, ['--out', str(tmp_path / 'p'), '--preset', 'paper', *common])   # eps 0.1 now
+    assert 'other settings' in err and "'eps': (0.05, 0.1)" in err
