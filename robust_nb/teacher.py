@@ -161,10 +161,12 @@ def augreg_transform(size:int=224, setting:str='strong2'):
                      + ([] if m is None else [randaugment_op(2, m)]) + [T.ToTensor()])
 
 # %% ../nbs/07_teacher.ipynb #c3a314d1
-def small_teacher(num_classes:int, pretrained=None) -> nn.Module:
-    "The embedded default's small teacher: `models.small_cnn` at width 40 (378K params), taking [0,1] images; `pretrained`: a state-dict file."
+def small_teacher(num_classes:int, pretrained=None, width:int|None=None) -> nn.Module:
+    """The embedded zoo's small teacher architecture: `models.small_cnn` at `width` (default: the zoo's teacher config,
+    `robust_nb.embedded.resolve('teacher')['width']`, 24 = 137K params), taking [0,1] images; `pretrained`: a state-dict file."""
     from robust_nb.models import small_cnn
-    m = small_cnn(num_classes, width=40)
+    from robust_nb.embedded import resolve          # here, not at the top: embedded imports this module
+    m = small_cnn(num_classes, width=width or resolve('teacher')['width'])
     if pretrained: m.load_state_dict(safe_load(pretrained))
     return m
 

@@ -63,10 +63,13 @@ def test_all_recipes_backprop_and_bad_name():
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters()), name
     with pytest.raises(KeyError, match='valid names'): T.RECIPES['autoaugment']
 
-def test_small_teacher():
+def test_small_teacher_is_the_zoo_teacher():
+    from robust_nb.embedded import create, resolve
     t = T.small_teacher(10)
     n = sum(p.numel() for p in t.parameters())
-    assert 0.3e6 < n < 0.5e6
+    assert n == sum(p.numel() for p in create('teacher', pretrained=False).parameters())     # one source of truth: the zoo config
+    assert resolve('teacher')['width'] == 24 and 0.1e6 < n < 0.2e6
+    assert sum(p.numel() for p in T.small_teacher(10, width=40).parameters()) > 0.3e6
     t.eval()
     x = torch.rand(2, 3, 32, 32)
     assert t(x).shape == (2, 10)
