@@ -96,8 +96,8 @@ def test_shipped_weights_used_only_for_their_config(cache, tmp_path, monkeypatch
 
 def test_cached_quickstart_rerun_with_a_vit_student(cache, tmp_path):
     from robust_nb.quickstart import quickstart
-    tiny = dict(n_eval=4, corruptions=['gaussian_noise'], severities=(1,), n_tune=16, distill_epochs=1, dad_n=16, dad_size=16,
-                dad_epochs=1, student_model='vit', student=dict(n=16, epochs=1), teacher=dict(n=16, epochs=1, recipe='standard'),
+    tiny = dict(n_eval=4, corruptions=['gaussian_noise'], severities=(1,), n_tune=16, distill_epochs=1, dad_n=16,
+                dad_epochs=1, student_model='vit', foundation_model='foundation', student=dict(n=16, epochs=1), teacher=dict(n=16, epochs=1, recipe='standard'),
                 foundation=dict(n_per_domain=8, epochs=1), vq=dict(n=16, epochs=1), reference=dict(steps=2, n=16))
     first = quickstart(tmp_path / 'a', verbose=False, **tiny)
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob('*') if p.suffix in ('.pt', '.safetensors')}
