@@ -65,9 +65,10 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def check_config(out:Path, a) -> dict:
-    "Write DIR/config.json, or refuse when it holds other settings (seeds and methods may grow)."
-    cfg = {k: v for k, v in vars(a).items() if k not in ('seeds', 'methods', 'out', 'threads', 'cost', 'repeats')}
+def check_config(out:Path, a, **extra) -> dict:
+    """Write DIR/config.json, or refuse when it holds other settings (seeds and methods may grow). `extra`: further
+    settings to record, such as the weights keys of the teacher and Q (so rows made with other shipped weights are refused)."""
+    cfg = {k: v for k, v in vars(a).items() if k not in ('seeds', 'methods', 'out', 'threads', 'cost', 'repeats')} | extra
     p = out / 'config.json'
     if p.exists():
         old = json.loads(p.read_text())
@@ -148,7 +149,7 @@ def main(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     from robust_nb.synthetic import render, NUM_CLASSES
     from robust_nb.models import small_cnn
-    from robust_nb.embedded import create
+    from robust_nb.embedded import create, weights_key
     from robust_nb.data import embedded_suite
     from robust_nb.evaluate import evaluate
     from robust_nb.core import safe_load, atomic_save
@@ -156,10 +157,12 @@ def main(argv=None):
     bad = set(a.methods) - set(REGISTERED)
     if bad: raise SystemExit(f"unknown methods {sorted(bad)}; valid: {', '.join(REGISTERED)}")
     out = Path(a.out); (out / 'students').mkdir(parents=True, exist_ok=True)
-    check_config(out, a)
+    vq_kw = {} if a.vq_size == 16 else dict(size=a.vq_size)
+    check_config(out, a, teacher_weights=weights_key('clip') if a.teacher == 'clip' else weights_key('foundation', **({} if a.size == 16 else dict(size=a.size))),
+                 vq_weights=weights_key('vq', **vq_kw))
     csv = out / 'dad_table.csv'; rows = load_rows(csv)
     done = set(zip(rows['method'], rows['seed'].astype(int)))
-    phi, vq = teacher(a.teacher, a.size), create('vq', **({} if a.vq_size == 16 else dict(size=a.vq_size)))
+    phi, vq = teacher(a.teacher, a.size), create('vq', **vq_kw)
     x, y = render('photo', a.n, size=a.size, seed=0, split='train')
     if a.cost: return cost(a, phi, vq, x, y, out)
     suite = embedded_suite(size=a.size, n=a.n_eval, severities=tuple(a.severities))
