@@ -28,9 +28,31 @@ def test_shipped_file_matches_its_record(name):
 def test_shipped_accuracy_reproduces(name, monkeypatch, tmp_path):
     monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))     # an empty cache: only the shipped file can serve create()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    m = W.classifier(name, E.create(name))
+    m, r = E.create(name), _record(name)
+    assert not any(tmp_path.rglob('*.safetensors')), "create() trained or cached weights instead of using the shipped file"
+    if name == 'vq':                                          # the VQ records reconstruction error, not accuracy
+        size = r['config']['size']
+        x, _ = render('photo', W.EVAL['n'], size=size, seed=W.EVAL['seed'], split=W.EVAL['split'])
+        mse, psnr = W.reconstruction(m, x)
+        assert mse == pytest.approx(r['reconstruction'][f'photo@{size}']['mse'], rel=1e-3, abs=1e-6)
+        assert psnr == pytest.approx(r['reconstruction'][f'photo@{size}']['psnr'], abs=0.01)
+        return
+    m = W.classifier(name, m)
     x, y = render('photo', W.EVAL['n'], seed=W.EVAL['seed'], split=W.EVAL['split'])
-    assert abs(W.accuracy(m, x, y) - _record(name)['accuracy']['photo']) <= 0.1
+    assert abs(W.accuracy(m, x, y) - r['accuracy']['photo']) <= 0.1
+
+def test_zoo_roles_are_shipped():
+    "Every model the quickstart needs from a cold cache ships, so a cold run trains none of them."
+    assert {'clip', 'vit', 'resnet', 'teacher', 'vq', 'reference'} <= set(SHIPPED)
+    assert set(_record('vq')['reconstruction']) >= {f'{d}@{s}' for d in ('photo', 'v2', 'sketch', 'rendition', 'hard') for s in (16, 32)}
+    assert set(_record('reference')['accuracy']) >= {'photo', 'v2', 'sketch', 'rendition', 'hard', 'corruptions'}
+
+def test_reconstruction_hand_computed():
+    "MSE over all pixels and PSNR = 10 log10(1/MSE) for images in [0,1], on an identity-plus-offset 'VQ'."
+    class Shift(torch.nn.Module):
+        def forward(self, x): return x + 0.1
+    mse, psnr = W.reconstruction(Shift(), torch.zeros(3, 3, 4, 4), bs=2)
+    assert mse == pytest.approx(0.01) and psnr == pytest.approx(20.0)
 
 @pytest.mark.skipif(not os.environ.get('ROBUST_NB_SLOW'), reason="set ROBUST_NB_SLOW=1 to re-train the teacher (about 15 min on 1 CPU thread)")
 def test_retrained_teacher_matches_record(monkeypatch, tmp_path):

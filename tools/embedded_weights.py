@@ -6,9 +6,11 @@ For each NAME: `robust_nb.embedded.create(NAME)` with its default config (traine
 shipped file is ignored), stored as fp16 safetensors in robust_nb/assets/embedded/NAME.safetensors with the metadata of
 `embedded.save_weights`, then evaluated from that file on the fixed evaluation set (1,000 test images per domain, seed 0;
 the 15 corruptions at severity 3 on photo/test). NAME.json beside it records config, cache key, sha256, accuracies and
-training time. `clip` is evaluated zero-shot (prompt ensembling over `models.OPENAI_TEMPLATES`).
+training time. `clip` is evaluated zero-shot (prompt ensembling over `models.OPENAI_TEMPLATES`). `vq` (the VQGAN
+discretiser) records reconstruction MSE and PSNR (dB) per domain on the same fixed images (at its training size and at the
+suite's 32 px) instead of accuracy. `vq`, `reference` and `teacher` are small and ship in fp32 (exact), the others in fp16.
 """
-import argparse, copy, hashlib, json, sys, time
+import argparse, copy, hashlib, json, math, sys, time
 from pathlib import Path
 import torch
 from robust_nb import embedded as E
@@ -35,6 +37,26 @@ def evaluate(model) -> dict:
     out['natural_shifts'] = sum(out[d] for d in DOMAINS if d != 'photo') / (len(DOMAINS) - 1)
     return {k: round(v, 2) for k, v in out.items()}
 
+@torch.no_grad()
+def reconstruction(vq, x, bs=250) -> tuple:
+    "(MSE, PSNR in dB) of `vq(x)` against `x` (images in [0,1]), averaged over all pixels of `x`."
+    vq.eval()
+    se = sum(((vq(x[i:i + bs]) - x[i:i + bs]) ** 2).sum().item() for i in range(0, len(x), bs))
+    mse = se / x.numel()
+    return mse, 10 * math.log10(1 / mse)
+
+def evaluate_vq(vq, size:int) -> dict:
+    "Reconstruction MSE and PSNR (dB) per domain of EVAL's fixed images, at `size` (the VQ's own) and at the suite's 32 px."
+    out = {}
+    for s in dict.fromkeys((size, 32)):
+        for d in DOMAINS:
+            x, _ = render(d, EVAL['n'], size=s, seed=EVAL['seed'], split=EVAL['split'])
+            mse, psnr = reconstruction(vq, x)
+            out[f'{d}@{s}'] = dict(mse=round(mse, 6), psnr=round(psnr, 2))
+    return out
+
+FP32 = ('teacher', 'vq', 'reference')                  # small: shipped exact
+
 def classifier(name, model):
     return E.clip_zeroshot(model) if name == 'clip' else model
 
@@ -47,15 +69,16 @@ def ship(name:str) -> dict:
                      lambda p: E.load_weights(spec.build(c), p), 'model.safetensors', spec.version)
     train = json.loads((folder/'train.json').read_text()) if (folder/'train.json').exists() else {}
     path = E.ASSETS/f'{name}.safetensors'; path.parent.mkdir(parents=True, exist_ok=True)
-    half = copy.deepcopy(model).half() if name != 'teacher' else copy.deepcopy(model)
+    half = copy.deepcopy(model).half() if name not in FP32 else copy.deepcopy(model)
     E.save_weights(half, path, name, c)
     shipped = E.load_weights(spec.build(c), path).eval()          # what users get: evaluate the shipped file
-    acc = evaluate(classifier(name, shipped))
+    acc = evaluate_vq(shipped, c['size']) if name == 'vq' else evaluate(classifier(name, shipped))
     n = sum(p.numel() for p in shipped.parameters())
     rec = dict(name=name, config=c, key=E.cache_key(name), version=spec.version, file=path.name,
                sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=path.stat().st_size, params=n,
                params_image=sum(p.numel() for p in shipped.visual.parameters()) if name == 'clip' else n,
-               dtype='float16' if name != 'teacher' else 'float32', eval=EVAL, accuracy=acc, train_s=train.get('train_s'),
+               dtype='float32' if name in FP32 else 'float16', eval=EVAL, train_s=train.get('train_s'),
+               **{'reconstruction' if name == 'vq' else 'accuracy': acc},
                command=f"python tools/embedded_weights.py {name}", wall_s=round(time.perf_counter() - t0, 1))
     atomic_write_json(rec, path.with_suffix('.json'))
     return rec
