@@ -5,13 +5,13 @@ For each embedded student (random init: the cost does not depend on the weights)
 training step (loss + backward + optimizer step) of fine-tuning (CE), AdvProp and Pyramid AT, interleaved
 (finetune, advprop, pyramid_at, finetune, ...) `--reps` times after one warm-up round so that a change in the machine's
 load hits all three alike, and prints the median ms per image and the ratio to fine-tuning."""
-import argparse, os, statistics, time
+import argparse, copy, os, statistics, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch
 from robust_nb.synthetic import render
 from robust_nb.embedded import create
 from robust_nb.losses import ce
-from robust_nb.baselines import dual_bn, advprop_loss, pyramid_at_loss
+from robust_nb.dad import add_aux_bn, method_loss     # the implementations robust_nb.baselines.advprop/pyramid_at fine-tune with
 
 def _step(model, loss_fn, opt, batch):
     t0 = time.perf_counter()
@@ -29,8 +29,8 @@ def main():
           f"median of {a.reps} interleaved steps")
     for name in a.models.split(','):
         torch.manual_seed(0); base = create(name, pretrained=False, progress=False).train()
-        runs = {'finetune': (base, lambda m, b: ce(m(b[0]), b[1])), 'advprop': (dual_bn(base).train(), advprop_loss()),
-                'pyramid_at': (base, pyramid_at_loss())}
+        runs = {'finetune': (base, lambda m, b: ce(m(b[0]), b[1])),
+                'advprop': (add_aux_bn(copy.deepcopy(base)).train(), method_loss('advprop')), 'pyramid_at': (base, method_loss('pyramid_at'))}
         opts = {k: torch.optim.SGD(m.parameters(), lr=0.) for k, (m, _) in runs.items()}   # lr 0: every step sees the same weights
         times = {k: [] for k in runs}
         for r in range(a.reps + 1):

@@ -14,10 +14,9 @@ from .engine import fit
 from .losses import ce
 
 # %% auto #0
-__all__ = ['ALPHAS', 'PYRAMID_CELLS', 'PYRAMID_SCALARS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt',
-           'Prompts', 'vpt_model', 'vpt', 'wise_ft', 'wise_ft_sweep', 'prelogit_features', 'fit_logreg', 'c_sweep',
-           'Probe', 'transfer_probe', 'DualBatchNorm', 'dual_bn', 'main_bn', 'advprop_loss', 'pyramid_perturb',
-           'pyramid_attack', 'pyramid_at_loss', 'advprop', 'pyramid_at']
+__all__ = ['ALPHAS', 'Tuned', 'tune', 'zero_shot', 'linear_probe', 'finetune', 'apt', 'Prompts', 'vpt_model', 'vpt', 'wise_ft',
+           'wise_ft_sweep', 'prelogit_features', 'fit_logreg', 'c_sweep', 'Probe', 'transfer_probe', 'advprop',
+           'pyramid_at']
 
 # %% ../nbs/12_baselines.ipynb #3dea6329
 @dataclass
@@ -265,77 +264,9 @@ def transfer_probe(model, train_ds, test_ds, val_ds=None, *, features:Callable|N
     return Probe(_top1(W, b, fte, yte), C, sweep, W.cpu(), b.cpu(), len(ytr), len(yva), len(yte), extract_s, time.perf_counter() - t1)
 
 # %% ../nbs/12_baselines.ipynb #244719ee
-from .dad import attack
+from .dad import METHODS, PYRAMID_AT, method_loss
 
 # %% ../nbs/12_baselines.ipynb #bd0e94ae
-class DualBatchNorm(nn.Module):
-    "AdvProp's split BatchNorm: `main` for clean images (the one kept at test time), `aux` for adversarial ones (`aux_on`)."
-    def __init__(self, bn:nn.modules.batchnorm._BatchNorm):
-        super().__init__(); self.main, self.aux, self.aux_on = bn, copy.deepcopy(bn), False
-    def forward(self, x): return (self.aux if self.aux_on else self.main)(x)
-
-def _replace(model:nn.Module, cls, fn) -> nn.Module:
-    "`model` with every submodule of type `cls` (outermost first) replaced by `fn(submodule)`, in place."
-    for name, child in list(model.named_children()):
-        if isinstance(child, cls): setattr(model, name, fn(child))
-        else: _replace(child, cls, fn)
-    return model
-
-def dual_bn(model:nn.Module) -> nn.Module:
-    "A copy of `model` with every BatchNorm split into AdvProp's (main, aux) pair."
-    return _replace(copy.deepcopy(model), nn.modules.batchnorm._BatchNorm, DualBatchNorm)
-
-def main_bn(model:nn.Module) -> nn.Module:
-    "A copy of an AdvProp model with only its main BatchNorms: the original architecture, as used at test time."
-    return _replace(copy.deepcopy(model), DualBatchNorm, lambda d: d.main)
-
-def _set_aux(model:nn.Module, on:bool):
-    for m in model.modules():
-        if isinstance(m, DualBatchNorm): m.aux_on = on
-
-def advprop_loss(eps:float=4/255, steps:int=5, attack_lr:float=1/255):
-    "AdvProp's `loss_fn(model, batch)`: CE through the main BNs on x + CE through the auxiliary BNs on PGD(x) (L∞ `eps`, `steps` × `attack_lr`)."
-    def loss_fn(model, batch):
-        x, y = batch[0], batch[1]
-        _set_aux(model, True)
-        try:
-            xa = attack(model, x, y, eps=eps, norm='linf', steps=steps, lr=attack_lr)
-            l_adv = ce(model(xa), y)
-        finally: _set_aux(model, False)
-        l_clean = ce(model(x), y)
-        return l_clean + l_adv, {'ce': l_clean.item(), 'ce_adv': l_adv.item()}
-    return loss_fn
-
-# %% ../nbs/12_baselines.ipynb #f64c1593
-PYRAMID_CELLS, PYRAMID_SCALARS = (7, 14, 0), (20., 10., 1.)     # grid cells per side (0: every pixel) and multipliers
-
-def pyramid_perturb(x, deltas, scalars=PYRAMID_SCALARS):
-    "x with the pyramid offsets added level by level, each `scalars[s]·up(deltas[s])` (nearest) followed by a clip to [0, 1]."
-    for d, m in zip(deltas, scalars): x = (x + m * F.interpolate(d, size=x.shape[-2:], mode='nearest')).clamp(0, 1)
-    return x
-
-def pyramid_attack(model, x, num_classes:int, eps:float=3/255, steps:int=5, attack_lr:float=.5/255,
-                   cells=PYRAMID_CELLS, scalars=PYRAMID_SCALARS, generator=None):
-    "Pyramid adversarial images: from zero offsets, `steps` signed-gradient steps toward random target labels, each level clipped to ±`eps`."
-    x = x.detach()
-    t = torch.randint(0, num_classes, (len(x),), generator=generator, device=x.device)
-    ds = [torch.zeros(len(x), x.shape[1], *((c, c) if c else x.shape[-2:]), device=x.device, dtype=x.dtype) for c in cells]
-    for _ in range(steps):
-        for d in ds: d.requires_grad_(True)
-        with torch.enable_grad():
-            gs = torch.autograd.grad(F.cross_entropy(model(pyramid_perturb(x, ds, scalars)), t), ds)
-        ds = [(d.detach() - attack_lr * g.sign()).clamp(-eps, eps) for d, g in zip(ds, gs)]
-    return pyramid_perturb(x, ds, scalars)
-
-def pyramid_at_loss(eps:float=3/255, steps:int=5, attack_lr:float=.5/255, cells=PYRAMID_CELLS, scalars=PYRAMID_SCALARS, adv_weight:float=1.):
-    "Pyramid AT's `loss_fn(model, batch)`: CE(x) + `adv_weight`·CE(pyramid adversarial x), dropout active in both passes."
-    def loss_fn(model, batch):
-        x, y = batch[0], batch[1]
-        logits = model(x); l_clean = ce(logits, y)
-        l_adv = ce(model(pyramid_attack(model, x, logits.shape[-1], eps, steps, attack_lr, cells, scalars)), y)
-        return l_clean + adv_weight * l_adv, {'ce': l_clean.item(), 'ce_adv': l_adv.item()}
-    return loss_fn
-
 def _tune_with(m:nn.Module, data, loss_fn, epochs:int=10, max_steps=None, batch_size:int=256, lr:float=1e-3, seed:int=0, **fit_kw) -> Tuned:
     "Train every parameter of `m` with `loss_fn` through `fit`; a `Tuned` with the measured cost."
     x, y = _xy(data); check_images(x[:1])
@@ -345,13 +276,21 @@ def _tune_with(m:nn.Module, data, loss_fn, epochs:int=10, max_steps=None, batch_
     n_seen = min(len(x) * epochs, (max_steps or 10**18) * batch_size)
     return Tuned(res.model.eval(), n_tuned, time.perf_counter() - t0, n_seen, res.history)
 
-def advprop(model:nn.Module, data, eps:float=4/255, steps:int=5, attack_lr:float=1/255, **kw) -> Tuned:
-    "AdvProp baseline: fine-tune a copy of `model` with auxiliary BNs for its PGD examples; the returned model keeps the main BNs."
-    t = _tune_with(dual_bn(model), data, advprop_loss(eps, steps, attack_lr), **kw)
-    t.model = main_bn(t.model).eval()
+def _tune_method(model:nn.Module, data, method:str, hp:dict, **kw) -> Tuned:
+    "Fine-tune a copy of `model` with `dad.METHODS[method]` (its setup before the optimizer exists, its teardown after)."
+    f = METHODS[method]
+    m = f.setup(copy.deepcopy(model), **hp)
+    t = _tune_with(m, data, method_loss(method, **hp), **kw)
+    t.model = f.teardown(t.model).eval()
     return t
 
-def pyramid_at(model:nn.Module, data, eps:float=3/255, steps:int=5, attack_lr:float=.5/255, cells=PYRAMID_CELLS,
-               scalars=PYRAMID_SCALARS, adv_weight:float=1., **kw) -> Tuned:
-    "Pyramid AT baseline: fine-tune a copy of `model` on clean + pyramid adversarial images."
-    return _tune_with(copy.deepcopy(model), data, pyramid_at_loss(eps, steps, attack_lr, cells, scalars, adv_weight), **kw)
+def advprop(model:nn.Module, data, eps:float=4/255, steps:int=5, attack_lr:float=1/255, **kw) -> Tuned:
+    """AdvProp baseline: fine-tune a copy of `model` with `dad.METHODS['advprop']` (PGD through auxiliary BatchNorms,
+    `dad.add_aux_bn`); the returned model has only its main BatchNorms again (`dad.remove_aux_bn`)."""
+    return _tune_method(model, data, 'advprop', dict(eps=eps, steps=steps, lr=attack_lr), **kw)
+
+def pyramid_at(model:nn.Module, data, eps:float=PYRAMID_AT['eps'], steps:int=PYRAMID_AT['steps'], attack_lr:float=PYRAMID_AT['lr'],
+               grids=PYRAMID_AT['grids'], scalars=PYRAMID_AT['scalars'], adv_weight:float=1., split_bn:bool=False, **kw) -> Tuned:
+    "Pyramid AT baseline: fine-tune a copy of `model` with `dad.METHODS['pyramid_at']` (clean + pyramid adversarial images)."
+    hp = dict(eps=eps, steps=steps, lr=attack_lr, grids=grids, scalars=scalars, adv_weight=adv_weight, split_bn=split_bn)
+    return _tune_method(model, data, 'pyramid_at', hp, **kw)
