@@ -141,7 +141,12 @@ def main(argv=None):
     if a.merge:
         for f in ('rows.csv', 'heads.csv'):
             dfs = [pd.read_csv(d/f) for d in a.merge if (d/f).exists()]
-            if dfs: pd.concat(dfs, ignore_index=True).to_csv(a.out/f, index=False, float_format='%.5f')
+            if not dfs: continue
+            df = pd.concat(dfs, ignore_index=True)
+            if f == 'rows.csv' and (df.method == 'APT').any():     # rows from before the fix: single-head ablations tune M_s + one head
+                single = df.method.isin([f'train ablation: {v}' for v in SINGLE_HEAD])
+                df.loc[single, 'params_tuned'] = df.loc[df.method == 'APT', 'params_tuned'].iloc[0]
+            df.to_csv(a.out/f, index=False, float_format='%.5f')
         print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
@@ -176,7 +181,8 @@ def main(argv=None):
             if all(rows.has(nm, seed) for nm in names): continue
             t0 = time.perf_counter()
             r = distill(student, teacher, data(), blocks=a.blocks, variant=v, progress=False, **kw)
-            cost = dict(train_ms_per_img=r.ms_per_img, params_tuned=sum(p.numel() for p in r.model.parameters() if p.requires_grad),
+            n_tuned = r.split.n_tuned if v in SINGLE_HEAD else sum(p.numel() for p in r.model.parameters() if p.requires_grad)
+            cost = dict(train_ms_per_img=r.ms_per_img, params_tuned=n_tuned,                   # single head: M_s + one head
                         train_wall_s=time.perf_counter() - t0)
             rules = list(INFER_RULES) if v == 'ours' else (['combined'] if v in SINGLE_HEAD else ['ours'])
             if v in SINGLE_HEAD:                       # one head is trained: its deterministic (eval-mode) prediction, no MC
