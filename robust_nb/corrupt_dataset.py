@@ -104,8 +104,9 @@ def _process(src, dst, files, *, cells, seed, size, resize, border, quality, cor
 # %% ../nbs/04_corrupt_dataset.ipynb #e5924fc4
 SETTINGS_FILE = 'robust_nb_corrupt.json'
 
-def _check_settings(dst, settings):
-    f = Path(dst)/SETTINGS_FILE
+def _check_settings(dst, settings, name:str=SETTINGS_FILE):
+    "Record `settings` in `dst/name` on the first run; refuse a rerun into `dst` with different ones."
+    f = Path(dst)/name
     if f.exists():
         old = json.loads(f.read_text())
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}

@@ -13,7 +13,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.func import functional_call
 from .core import safe_load, atomic_write_bytes, atomic_write_json, progress
 from .augment import sample_dirichlet
-from .corrupt_dataset import image_seed, list_images, prepare, encode_jpeg, verify_images, _check_dst, _sources_digest
+from .corrupt_dataset import image_seed, list_images, prepare, encode_jpeg, verify_images, _check_dst, _sources_digest, _check_settings
 
 # %% auto #0
 __all__ = ['EDSR_RGB_MEAN', 'EDSR_PRE_OPS', 'EDSR_BODY_OPS', 'EDSR_WEIGHT_OPS', 'CAE_CODE_OPS', 'CAE_LAYERS', 'CAE_WEIGHT_OPS',
@@ -317,15 +317,6 @@ def _file_digest(path) -> str:
         for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
     return h.hexdigest()
 
-def _deepaugment_settings(dst, settings:dict):
-    f = Path(dst)/SETTINGS_FILE
-    if f.exists():
-        old = json.loads(f.read_text())
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if diff: raise ValueError(f"{dst} was built with different settings {diff} (old, new); resume with the same settings "
-                                  "or write to a new destination")
-    else: atomic_write_json(settings, f)
-
 def _overlapped(items, load, run, save, workers:int, on_done):
     """`save(i, run(i, load(i)))` for every item, `run` (the network) in this thread and in order, the loads `2·workers`
     items ahead and the saves behind it in a pool of `workers` threads; the first error stops the pool and is raised."""
@@ -358,7 +349,7 @@ def deepaugment_folder(src, dst, net:str, weights, resize:int|None=None, seed:in
     if not files: raise ValueError(f"none of the {len(bad)} images under {src} can be read (e.g. {Path(src)/bad[0]['file']}: {bad[0]['error']})")
     model = load_deepaugment_weights(net, weights, device)
     dst = Path(dst); dst.mkdir(parents=True, exist_ok=True)
-    _deepaugment_settings(dst, dict(net=net, weights_sha256=_file_digest(weights), seed=int(seed), resize=resize, quality=quality))
+    _check_settings(dst, dict(net=net, weights_sha256=_file_digest(weights), seed=int(seed), resize=resize, quality=quality), SETTINGS_FILE)
     for t in dst.rglob('.*.tmp'): t.unlink()                                   # left by a kill mid-write
     out = lambda f: dst/Path(f).with_suffix('.jpg')
     todo = [f for f in files if not out(f).exists()]

@@ -27,6 +27,7 @@ def _g(s): return torch.Generator().manual_seed(s)
 
 @pytest.mark.parametrize('net', ['edsr', 'cae'])
 def test_image_seed_determines_the_image(net):
+    torch.manual_seed(0)     # some random CAEs output 0 everywhere (every seed alike): fix the network and the image
     m, x = (EDSR() if net == 'edsr' else CAE()).eval(), torch.rand(1, 3, 8 if net == 'edsr' else 16, 16)
     a, b = deepaugment_image(net, m, x, _g(5)), deepaugment_image(net, m, x, _g(5))
     assert torch.equal(a, b)
