@@ -19,7 +19,7 @@ from .synthetic import SyntheticDataset, render, NUM_CLASSES
 from .corruptions import CORRUPTIONS
 from .models import EMBEDDED_ARCHS, timm_classifier, small_cnn
 from .engine import fit
-from .teacher import RECIPES, robustify_teacher
+from .teacher import RECIPES, TEACHER_WIDTH, robustify_teacher
 from .vqgan import VQDiscretiser, vq_model, train_vq
 from .dad import Teacher
 from .metrics import Normaliser, BASELINES
@@ -309,7 +309,7 @@ for _a, (_c, _t) in _H7.items():                           # issue 13's recipes 
 
 # the small robust teacher: width 24 (137K parameters), so every large student has more than 5× its parameters
 MODELS.pop('teacher', None)
-register_model('teacher', dict(model='small_cnn', width=24, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=24000,
+register_model('teacher', dict(model='small_cnn', width=TEACHER_WIDTH, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=24000,
                                seed=0, epochs=5, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
 
 # %% ../nbs/10b_embedded.ipynb #h7c03

@@ -15,9 +15,9 @@ from .losses import ce, jsd_loss
 from .engine import fit, seed_everything
 
 # %% auto #0
-__all__ = ['RECIPES', 'JSD_WEIGHT', 'AUGREG_SETTINGS', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss', 'FractalBank',
-           'pixmix_loss', 'augmix_pixmix_loss', 'randaugment_op', 'randaugment_batch', 'mixup_ce', 'randaugment_loss',
-           'augreg_loss', 'augreg_transform', 'small_teacher', 'robustify_teacher']
+__all__ = ['RECIPES', 'JSD_WEIGHT', 'AUGREG_SETTINGS', 'TEACHER_WIDTH', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss',
+           'FractalBank', 'pixmix_loss', 'augmix_pixmix_loss', 'randaugment_op', 'randaugment_batch', 'mixup_ce',
+           'randaugment_loss', 'augreg_loss', 'augreg_transform', 'small_teacher', 'robustify_teacher']
 
 # %% ../nbs/07_teacher.ipynb #8c9c3455
 RECIPES = Registry('teacher recipe')
@@ -161,12 +161,12 @@ def augreg_transform(size:int=224, setting:str='strong2'):
                      + ([] if m is None else [randaugment_op(2, m)]) + [T.ToTensor()])
 
 # %% ../nbs/07_teacher.ipynb #c3a314d1
-def small_teacher(num_classes:int, pretrained=None, width:int|None=None) -> nn.Module:
-    """The embedded zoo's small teacher architecture: `models.small_cnn` at `width` (default: the zoo's teacher config,
-    `robust_nb.embedded.resolve('teacher')['width']`, 24 = 137K params), taking [0,1] images; `pretrained`: a state-dict file."""
+TEACHER_WIDTH = 24   # the embedded zoo's teacher width (137K parameters); `robust_nb.embedded` registers its teacher with it
+
+def small_teacher(num_classes:int, pretrained=None, width:int=TEACHER_WIDTH) -> nn.Module:
+    """The embedded zoo's small teacher architecture: `models.small_cnn` at `width` (default `TEACHER_WIDTH`, the zoo's teacher: 24 = 137K params), taking [0,1] images; `pretrained`: a state-dict file."""
     from robust_nb.models import small_cnn
-    from robust_nb.embedded import resolve          # here, not at the top: embedded imports this module
-    m = small_cnn(num_classes, width=width or resolve('teacher')['width'])
+    m = small_cnn(num_classes, width=width)
     if pretrained: m.load_state_dict(safe_load(pretrained))
     return m
 
