@@ -677,7 +677,7 @@ def _dad_generate_parser():
     p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 16 embedded, 224 ImageFolder)")
     p.add_argument('--n', type=_int(1), default=None, help="use the first N images (default: 1000 embedded, all of a folder)")
     g = p.add_argument_group('attack (a preset; --eps/--norm/--steps/--lr override it and are recorded in <out>/config.json)')
-    g.add_argument('--preset', choices=PRESET_NAMES, default=None, help="attack preset (default: dad.DEFAULT_PRESET, linf): "
+    g.add_argument('--preset', choices=PRESET_NAMES, default=None, help="attack preset (default: dad.DEFAULT_PRESET, paper): "
                    "linf = one L-inf sign step of 0.1 from x; paper = one L2 step of lr 0.1 in an L2 ball of 0.1 from x (Appendix C's "
                    "'one iteration, attack learning rate 0.1'); authors = the authors' generate_examples.py: one L2 step of 0.01 "
                    "in an L2 ball of 0.1 from Q(x), random start for 80%% of the images, KD criterion")
