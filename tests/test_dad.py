@@ -90,14 +90,14 @@ def bright_data():
 
 def test_filter_really_filters(tmp_path):
     x, y = bright_data()
-    man = generate_dad(Bright(), Id(), (x, y), tmp_path, chunk_size=5, progress_bar=False)
+    man = generate_dad(Bright(), Id(), (x, y), tmp_path, preset='linf', chunk_size=5, progress_bar=False)
     assert man['n_kept'] == 6 and man['kept_fraction'] == pytest.approx(0.5)
     ds = DADShards(tmp_path)
     assert ds.index.tolist() == [0, 1, 2, 9, 10, 11]
     # the filter checks the discretised sample: a discretiser that maps everything to black drops every class-1 sample
     class Black(nn.Module):
         def forward(self, x): return torch.zeros_like(x)
-    man2 = generate_dad(Bright(), Black(), (x, y), tmp_path / 'black', chunk_size=5, progress_bar=False)
+    man2 = generate_dad(Bright(), Black(), (x, y), tmp_path / 'black', preset='linf', chunk_size=5, progress_bar=False)
     assert man2['n_kept'] == 6 and DADShards(tmp_path / 'black').labels.tolist() == [0] * 6
 
 def test_teacher_normalisation_pitfall(tmp_path):
@@ -392,7 +392,7 @@ class Half(nn.Module):
 def _unit(G): return G / np.linalg.norm(G, axis=1, keepdims=True)
 
 def test_presets_registered_and_default():
-    assert set(ATTACK_PRESETS) == {'authors', 'paper', 'linf'} and DEFAULT_PRESET == 'linf'
+    assert set(ATTACK_PRESETS) == {'authors', 'paper', 'linf'} and DEFAULT_PRESET == 'paper'
     assert attack_settings('authors') == dict(norm='l2', eps=0.1, lr=0.01, steps=1, start='q', random_start=0.8, criterion='kd', T=4.)
     assert attack_settings('paper') == dict(norm='l2', eps=0.1, lr=0.1, steps=1, start='x', random_start=0., criterion='ce', T=4.)
     with pytest.raises(KeyError, match='valid names'): attack_settings('pgd')
@@ -454,11 +454,11 @@ def test_generation_records_preset_and_refuses_other_settings(tmp_path):
 
 def test_legacy_folder_resumes_as_linf(tmp_path):
     x, y = level_data(reps=2)
-    generate_dad(Level(), Id(), (x, y), tmp_path, chunk_size=10, max_chunks=1, progress_bar=False)
+    generate_dad(Level(), Id(), (x, y), tmp_path, preset='linf', chunk_size=10, max_chunks=1, progress_bar=False)
     p = tmp_path / 'config.json'; cfg = json.loads(p.read_text())
     for k in ('preset', 'start', 'random_start', 'criterion', 'T', 'seed'): cfg.pop(k)      # as written before presets existed
     p.write_text(json.dumps(cfg))
-    assert generate_dad(Level(), Id(), (x, y), tmp_path, chunk_size=10, progress_bar=False)['complete']
+    assert generate_dad(Level(), Id(), (x, y), tmp_path, preset='linf', chunk_size=10, progress_bar=False)['complete']
     with pytest.raises(ValueError, match='other settings'):
         generate_dad(Level(), Id(), (x, y), tmp_path, preset='paper', chunk_size=10, progress_bar=False)
 
