@@ -520,6 +520,17 @@ def test_advprop_refuses_unsplit_bn_and_restores_architecture():
     m.eval(); add_aux_bn(m)
     with aux_bn(m), torch.no_grad(): assert torch.equal(m(x), remove_aux_bn(m)(x))   # eval: the main BatchNorm whatever the switch
 
+def test_advprop_end_to_end_learns_easy_toy_with_main_bn():
+    "Regression for the seeded table's AdvProp-at-chance row: the machinery (split, clean CE through main BN, teardown) trains."
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(40); x = .2 * torch.rand(120, 3, 8, 8, generator=g)
+    x[torch.arange(120), y] += .6                                        # class k: channel k bright (separable by a wide margin)
+    m = _bn_net(); bn = m[1]; before = bn.running_mean.clone()
+    distil(m, 'advprop', (x, y), epochs=15, batch_size=24, lr=2e-2, progress=False, hp=dict(eps=2/255, steps=2, lr=1/255))
+    assert m[1] is bn and not torch.equal(bn.running_mean, before)       # the trained main BatchNorm is the test-time one
+    with torch.no_grad(): acc = (m.eval()(x).argmax(1) == y).float().mean().item()
+    assert acc > .9, acc                                                 # chance is 1/3
+
 def test_pyramid_perturb_hand_computed_and_bounds():
     x = torch.full((1, 1, 4, 4), .5)
     d0, d1 = torch.tensor([[[[.01, -.02], [0., .03]]]]), torch.zeros(1, 1, 4, 4); d1[0, 0, 0, 0] = .3
