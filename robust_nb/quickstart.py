@@ -17,7 +17,7 @@ from .models import small_cnn
 from .metrics import f_correct
 from .multihead import distill, multihead_for, predict, Selected, tuning_set
 from .baselines import apt
-from .dad import generate_dad, DADShards, DADPairs, distil
+from .dad import generate_dad, DADShards, DADPairs, distil, DEFAULT_PRESET
 from . import embedded
 from .evaluate import evaluate, count_params
 from .report import results_table, report_text, write_report
@@ -27,11 +27,11 @@ __all__ = ['QUICKSTART_VERSION', 'QUICKSTART', 'default_models', 'zoo_config', '
            'f_correct_by_shift', 'load_zoo', 'multihead_stage', 'apt_stage', 'dad_stage', 'quickstart']
 
 # %% ../nbs/20_quickstart.ipynb #2161af4e
-QUICKSTART_VERSION = 2
-"Format version of the quickstart's cache. 2: block-granularity splits, DAD/KD losses weighted as the authors', zoo defaults."
+QUICKSTART_VERSION = 3
+"Format version of the quickstart's cache. 2: block-granularity splits, DAD/KD losses weighted as the authors', zoo defaults. 3: the DAD attack preset is part of the config."
 
 QUICKSTART = dict(size=32, n_eval=100, corruptions=None, severities=(1, 2, 3, 4, 5), n_tune=4000, blocks=2, frac=None,
-                  distill_epochs=5, batch_size=64, dad_n=2000, dad_epochs=8, seed=0, student_model=None, foundation_model=None,
+                  distill_epochs=5, batch_size=64, dad_n=2000, dad_epochs=8, dad_preset=DEFAULT_PRESET, seed=0, student_model=None, foundation_model=None,
                   student={}, teacher={}, foundation={}, vq={}, reference={})
 """Defaults of `quickstart`, sized so that a cold run from the shipped weights fits in minutes on a 2-core CPU (see the
 tutorial for the measured stage times). `n_eval`: images per evaluation set (clean, each natural shift, each corruption ×
@@ -39,7 +39,7 @@ severity). `corruptions=None`: all 15 ImageNet-C corruptions. `n_tune`: clean ph
 by the multi-head method and APT (`frac`, a fraction of parameters, replaces it when given); `distill_epochs` and
 `batch_size`: their training, the same for both. `student_model`: the zoo's large student for
 the multi-head method and APT (None: `'clip'` when `embedded.list_models()` has it, else `'resnet'`); `foundation_model`:
-DAD's teacher (None: `'clip'`, else `'foundation'`). `student`, `teacher`, `foundation`, `vq` and `reference` override
+DAD's teacher (None: `'clip'`, else `'foundation'`); `dad_n`, `dad_epochs`, `dad_preset`: DAD's data size, training and attack preset (`dad.ATTACK_PRESETS`). `student`, `teacher`, `foundation`, `vq` and `reference` override
 fields of those zoo models' configs (the tests use them to run the whole pipeline in seconds); left empty, the zoo's
 defaults are used, so the shipped weights apply."""
 
@@ -178,7 +178,7 @@ def dad_stage(c:dict, phi, vq, root:Path, device=None, progress:bool=True) -> tu
     from it with KD and with DAD: `(models, costs, manifest)`."""
     dev = _device(device)
     xd, yd = render('photo', c['dad_n'], size=c['size'], seed=c['seed'] + 2, split='train')
-    man = generate_dad(phi, vq, (xd, yd), root/'dad_samples', device=dev, seed=c['seed'], progress_bar=progress)
+    man = generate_dad(phi, vq, (xd, yd), root/'dad_samples', preset=c['dad_preset'], device=dev, seed=c['seed'], progress_bar=progress)
     pairs = DADPairs((xd, yd), DADShards(root/'dad_samples'), teacher=phi)
     models, costs = {}, {}
     for m in ('kd', 'dad'):
