@@ -1002,7 +1002,7 @@ robust_nb_dad_train and robust_nb_eval --suite imagenet (each --help shows the I
                    help="images per evaluation set (clean, each natural shift, each corruption x severity; default: quickstart.QUICKSTART's, 100)")
     p.add_argument('--student', default=None, metavar='NAME',
                    help="embedded zoo model tuned by the multi-head method and APT (clip, resnet or vit; default: clip when the zoo has it, else resnet)")
-    p.add_argument('--blocks', type=_int(1), default=2, help="blocks tuned by the multi-head method and APT (the last one inside each head)")
+    p.add_argument('--blocks', type=_int(1), default=None, help="blocks tuned by the multi-head method and APT (the last one inside each head; default: quickstart.QUICKSTART's, 2)")
     p.add_argument('--from-scratch', action='store_true',
                    help="re-create every zoo model with pretrained=False and its training recipe (into the cache) instead of loading the shipped weights")
     p.add_argument('--quiet', action='store_true', help="no progress bars or stage prints")
@@ -1017,7 +1017,7 @@ def _quickstart(a):
     t0 = time.perf_counter()
     with _lock(a.out, 'robust_nb_quickstart', a.min_free_gb):
         quickstart(a.out, verbose=not a.quiet, from_scratch=a.from_scratch, device=str(device), seed=a.seed, student_model=a.student,
-                   blocks=a.blocks, **({} if a.n_eval is None else dict(n_eval=a.n_eval)))
+                   **{k: v for k, v in dict(blocks=a.blocks, n_eval=a.n_eval).items() if v is not None})
     print(f"robust_nb_quickstart finished in {time.perf_counter() - t0:.0f} s")
 
 def quickstart_main(argv=None) -> None:
