@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_embedded.ipynb #emb003
 from __future__ import annotations
-import copy, json, time, hashlib, importlib.resources
+import copy, json, logging, time, hashlib, importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,10 +27,10 @@ from .data import embedded_suite
 from .evaluate import evaluate
 
 # %% auto #0
-__all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'EmbeddedModel', 'register_model', 'list_models',
-           'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights', 'weights_key',
-           'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed', 'colour_name',
-           'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
+__all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'CLIP_TRUNK_INIT', 'EmbeddedModel', 'register_model',
+           'list_models', 'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights',
+           'weights_key', 'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed',
+           'colour_name', 'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
            'clip_tokenizer', 'clip_contrastive_loss', 'clip_zeroshot']
 
 # %% ../nbs/17_embedded.ipynb #emb007
@@ -292,25 +292,25 @@ def _train_vit(m, c, folder, progress):
     if (c.get('stem') or {}).get('init') == 'resnet': _hybrid_from_resnet(m, create('resnet', progress=progress))
     return _train_photo(m, c, folder, progress)
 
-_PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=24000, seed=0)
+_PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=60000, seed=0)
 _RESNET_KW = dict(layers=[1, 1, 2, 4], channels=[64, 128, 160, 192])
 VIT_CONV_STEM = dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, depth=6, embed_dim=128, num_heads=4, global_pool='avg'),
                      stem=dict(kind='conv', width=64, n_down=3, init=None), **_PHOTO_CORPUS, epochs=3, batch_size=64, lr=1e-3,
                      weight_decay=0.05, warmup=0.05)       # learns from scratch, slowly (see the prose): create('vit', **VIT_CONV_STEM)
 _H7 = {
-    'resnet': (dict(model='resnet10t', model_kw=_RESNET_KW, **_PHOTO_CORPUS, epochs=5, batch_size=128, lr=2e-3,
+    'resnet': (dict(model='resnet10t', model_kw=_RESNET_KW, **_PHOTO_CORPUS, epochs=6, batch_size=128, lr=2e-3,
                     weight_decay=0.05, warmup=0.05), _train_photo),
     'vit': (dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, depth=4, embed_dim=128, num_heads=4, global_pool='avg'),
                  stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'), **_PHOTO_CORPUS,
-                 epochs=2, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05), _train_vit),
+                 epochs=3, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05), _train_vit),
 }
 for _a, (_c, _t) in _H7.items():                           # issue 13's recipes replace the first (8,000-photo) version
     MODELS.pop(_a, None); register_model(_a, _c, _t, version=2)(_student)
 
 # the small robust teacher: width 24 (137K parameters), so every large student has more than 5× its parameters
 MODELS.pop('teacher', None)
-register_model('teacher', dict(model='small_cnn', width=TEACHER_WIDTH, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=24000,
-                               seed=0, epochs=5, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
+register_model('teacher', dict(model='small_cnn', width=TEACHER_WIDTH, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=60000,
+                               seed=0, epochs=6, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
 
 # %% ../nbs/17_embedded.ipynb #h7c03
 _WEB_STYLES = (                                             # 'web photo' nuisance rows: photo's and three variants (not v2's or hard's)
@@ -419,10 +419,17 @@ class TrunkConv(nn.Module):
         self.proj = nn.Conv2d(self.trunk[-1][-1].conv2.out_channels if hasattr(self.trunk[-1][-1], 'conv2') else width, width, 1)
     def forward(self, x): return self.proj(self.trunk(x))
 
+class _Quiet(logging.Filter):
+    "Drop open_clip's 'No pretrained weights loaded … initialized randomly' for our own configs: `create` loads the weights next."
+    def filter(self, r): return not r.getMessage().startswith('No pretrained weights loaded')
+
 def _clip(c):
     """open_clip's `create_model` on the registered config `c['open_clip']`; `c['stem']` replaces the image tower's patch
     conv: kind 'conv' (`StemConv`) or 'resnet' (`TrunkConv`)."""
-    m = open_clip.create_model(register_clip(open_clip_config(c)))
+    root, q = logging.getLogger(), _Quiet()
+    root.addFilter(q)
+    try: m = open_clip.create_model(register_clip(open_clip_config(c)))
+    finally: root.removeFilter(q)
     v, st = m.visual, c['stem']
     if st and st['kind'] == 'conv': v.conv1 = StemConv(v.conv1.out_channels, st['width'], v.conv1.kernel_size[0])
     elif st and st['kind'] == 'resnet':
@@ -469,9 +476,12 @@ def clip_contrastive_loss(model, batch):
     loss = .5 * (torch.sum(-tgt * F.log_softmax(logits, 1), 1).mean() + torch.sum(-tgt * F.log_softmax(logits.T, 1), 1).mean())
     return loss, {'logit_scale': scale.item()}
 
+CLIP_TRUNK_INIT = dict(n=24000, epochs=5)   # the ResNet (24,000 photos, 5 epochs) whose trunk the shipped CLIP started from, pinned
+
 def _train_clip(m, c, folder, progress):
     "Contrastive pre-training on `caption_corpus(c['n'])` through `engine.fit`, resumable."
-    if (c['stem'] or {}).get('init') == 'resnet': _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress))
+    if (c['stem'] or {}).get('init') == 'resnet':
+        _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress, **CLIP_TRUNK_INIT))
     x, _, caps = caption_corpus(c['n'], c['size'], c['seed'])
     ids = {s: i for i, s in enumerate(sorted(set(caps)))}
     data = _Captions(x.mul(255).round().to(torch.uint8), clip_tokenizer(c)(caps), torch.tensor([ids[s] for s in caps]))
