@@ -476,12 +476,12 @@ def clip_contrastive_loss(model, batch):
     loss = .5 * (torch.sum(-tgt * F.log_softmax(logits, 1), 1).mean() + torch.sum(-tgt * F.log_softmax(logits.T, 1), 1).mean())
     return loss, {'logit_scale': scale.item()}
 
-CLIP_TRUNK_INIT = dict(n=24000, epochs=5)   # the ResNet (24,000 photos, 5 epochs) whose trunk the shipped CLIP started from, pinned
+CLIP_TRUNK_INIT = dict(n=24000, epochs=5)   # the ResNet config whose trunk a CLIP starts from when `stem` names no `init_cfg`
 
 def _train_clip(m, c, folder, progress):
     "Contrastive pre-training on `caption_corpus(c['n'])` through `engine.fit`, resumable."
     if (c['stem'] or {}).get('init') == 'resnet':
-        _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress, **CLIP_TRUNK_INIT))
+        _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress, **c['stem'].get('init_cfg', CLIP_TRUNK_INIT)))
     x, _, caps = caption_corpus(c['n'], c['size'], c['seed'])
     ids = {s: i for i, s in enumerate(sorted(set(caps)))}
     data = _Captions(x.mul(255).round().to(torch.uint8), clip_tokenizer(c)(caps), torch.tensor([ids[s] for s in caps]))
@@ -492,8 +492,8 @@ def _train_clip(m, c, folder, progress):
 
 register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, width=128, patch_size=8, head_width=32, pool_type='avg'),
                             text=dict(context_length=20, vocab_size=49408, width=48, heads=2, layers=2),
-                            stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'),
-                            size=32, n=30000, seed=0, epochs=4, batch_size=256,
+                            stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet', init_cfg=dict(n=60000, epochs=6)),
+                            size=32, n=60000, seed=0, epochs=6, batch_size=256,
                             lr=1e-3, weight_decay=0.1, warmup=0.05), _train_clip)(_clip)
 
 def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0.) -> StagedModel:
