@@ -9,7 +9,8 @@ without KLD, without U_mc, max-logit). F_correct per shift is `metrics.f_correct
     python benchmarks/multihead_table.py --seeds 0 1 2 --out /tmp/mh_clip --student clip
 
 Rows go to `DIR/rows.csv` as they finish (a rerun skips the (method, seed) rows already there); per-domain head
-statistics of `ours` (mean U_mc and KL per head, share of inputs sent to the unclean head) to `DIR/heads.csv`;
+statistics of `ours` (mean U_mc and KL per head, each head's accuracy, share of inputs sent to the unclean head, and the
+AUROC with which eq. 6's score log(U_c·KL_c) − log(U_u·KL_u) separates the domain's inputs from clean ones) to `DIR/heads.csv`;
 the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`.
 """
 from __future__ import annotations
@@ -34,7 +35,9 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--out', type=Path, required=True, help='output folder (rows.csv, heads.csv, summary.csv/.md)')
-    p.add_argument('--student', default='clip', choices=['clip', 'vit', 'resnet'], help="clip: its zero-shot head")
+    p.add_argument('--student', default='clip', choices=['clip', 'clip-ve', 'vit', 'resnet'],
+                   help="clip: its zero-shot head (ZS setting); clip-ve: its image tower under a linear probe (the paper's "
+                        "visual-evaluation setting, probe trained on LP_N clean photo/train images, seed 0, before any seed's run)")
     p.add_argument('--n-tune', type=int, default=3000, help='clean photos behind D^a (D^a has as many rows, a = 0.5)')
     p.add_argument('--epochs', type=int, default=4)
     p.add_argument('--batch-size', type=int, default=64)
@@ -50,9 +53,22 @@ def parse(argv=None):
                    help='only merge the rows.csv/heads.csv of these run folders (e.g. one per seed, run in parallel) into --out')
     return p.parse_args(argv)
 
+LP_N, LP_EPOCHS = 5000, 10
+
+def clip_ve():
+    "The embedded CLIP's image tower + a linear classifier trained on frozen features of LP_N clean photos (the VE student)."
+    from robust_nb.models import clip_classifier
+    from robust_nb.baselines import linear_probe
+    from robust_nb.synthetic import NUM_CLASSES
+    m = clip_classifier(embedded.CLIP_ARCH, head='linear', num_classes=NUM_CLASSES, clip=embedded.create('clip', progress=False))
+    torch.manual_seed(0)
+    return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
+
 def load_models(name):
-    s = embedded.create(name, progress=False)
-    s = embedded.clip_zeroshot(s) if hasattr(s, 'encode_text') else s
+    if name == 'clip-ve': s = clip_ve()
+    else:
+        s = embedded.create(name, progress=False)
+        s = embedded.clip_zeroshot(s) if hasattr(s, 'encode_text') else s
     return s.eval(), embedded.create('teacher', progress=False).eval()
 
 def eval_sets(n, severity):
@@ -85,7 +101,7 @@ def _row(method, seed, acc:dict, fc:dict|None, cost:dict) -> dict:
 @torch.no_grad()
 def eval_multihead(mh, sets, feats, n, rules):
     "Accuracy and F_correct per domain for each rule, plus per-domain head statistics (for the 'ours' rule)."
-    acc = {r: {} for r in rules}; fc = {r: {} for r in rules}; stats = []
+    acc = {r: {} for r in rules}; fc = {r: {} for r in rules}; stats = []; score = {}
     for d, (x, y, shifted) in sets.items():
         mc = torch.cat([mc_logits(mh, features=feats[d][i:i + 250], n=n, seed=0) for i in range(0, len(y), 250)], dim=2)
         _, u, kl = head_scores(mc)
@@ -95,10 +111,16 @@ def eval_multihead(mh, sets, feats, n, rules):
             if r in INFER_RULES: fc[r][d] = f_correct(sel, torch.full_like(sel, shifted, dtype=torch.bool))
         sel, _ = select_head(mc, 'ours')
         hacc = [_acc(mc[h].float().softmax(-1).mean(0), y) for h in range(3)]
+        score[d] = (u[0] * kl[0]).clamp_min(1e-30).log() - (u[1] * kl[1]).clamp_min(1e-30).log()   # > 0: eq. 6 takes unclean
         stats.append(dict(domain=d, shifted=shifted, **{f'umc_{h}': u[i].mean().item() for i, h in enumerate(HEADS)},
                           **{f'kl_{h}': kl[i].mean().item() for i, h in enumerate(HEADS[:2])},
                           **{f'acc_{h}': hacc[i] for i, h in enumerate(HEADS)}, frac_unclean=sel.float().mean().item()))
+    for r in stats: r['auroc'] = auroc(score['clean'], score[r['domain']]) if r['shifted'] else float('nan')
     return acc, fc, stats
+
+def auroc(neg, pos) -> float:
+    "P(score of a shifted input > score of a clean one) (ties count 1/2): how well eq. 6's score separates the two, at any threshold."
+    return ((pos[:, None] > neg[None]).float().mean() + .5 * (pos[:, None] == neg[None]).float().mean()).item()
 
 class Rows:
     "rows.csv, appended one (method, seed) row at a time; `has` tells a rerun what to skip."
