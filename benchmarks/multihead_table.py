@@ -28,6 +28,7 @@ from robust_nb.baselines import apt
 from robust_nb.losses import SINGLE_HEAD
 
 NATURAL = ('v2', 'sketch', 'rendition', 'hard')
+BASELINES = {'lp': 'LP', 'ft': 'FT', 'vpt': 'VPT (shallow, 5 tokens)', 'wise_ft': 'WiSE-FT (E2E, α = 0.5)'}
 TRAIN_VARIANTS = ('ours', 'wo_kd', 'single_teacher', 'only_kd', 'combined_only')   # run in this order (APT right before ours)
 INFER_RULES = ('ours', 'wo_kld', 'wo_umc', 'max_logit')
 
@@ -48,6 +49,10 @@ def parse(argv=None):
     p.add_argument('--mc', type=int, default=10, help='MC-dropout samples N')
     p.add_argument('--variants', nargs='+', default=list(TRAIN_VARIANTS), choices=TRAIN_VARIANTS)
     p.add_argument('--no-apt', action='store_true')
+    p.add_argument('--baselines', nargs='*', default=[], choices=list(BASELINES),
+                   help="Table 1's other baselines, trained on D^a's images and labels with the same epochs/batch/lr: "
+                        "lp (linear probe), ft (full fine-tuning), vpt (5 shallow prompt tokens + classifier; ViT/CLIP only), "
+                        "wise_ft (WiSE-FT end-to-end at alpha 0.5 of ft)")
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--merge', type=Path, nargs='+', default=None,
                    help='only merge the rows.csv/heads.csv of these run folders (e.g. one per seed, run in parallel) into --out')
@@ -157,6 +162,25 @@ def summarise(df, out):
     (out/'summary.md').write_text('\n'.join(lines) + '\n')
     return '\n'.join(lines)
 
+def run_baselines(a, student, sets, rows, seed, data, kw):
+    "The `--baselines` rows of one seed (skipping those already in rows.csv); WiSE-FT reuses this seed's FT model."
+    from robust_nb.baselines import linear_probe, finetune, vpt, wise_ft
+    ft = None
+    for b in a.baselines:
+        if rows.has(BASELINES[b], seed): continue
+        t0 = time.perf_counter()
+        try:
+            if b == 'lp': r = linear_probe(student, (data().x, data().y), progress=False, **kw)
+            elif b == 'vpt': r = vpt(student, (data().x, data().y), tokens=5, progress=False, **kw)
+            else:                                                   # ft, wise_ft: one fine-tuning per seed
+                if ft is None: ft = finetune(student, (data().x, data().y), progress=False, **kw)
+                r = ft if b == 'ft' else type(ft)(wise_ft(student, ft.model, .5), ft.n_tuned, ft.train_s, ft.n_seen, [])
+        except (TypeError, ValueError) as e: print(f'seed {seed} {b} skipped: {e}', flush=True); continue
+        acc = {d: _acc(_batched(r.model, x), y) for d, (x, y, _) in sets.items()}
+        rows.add([_row(BASELINES[b], seed, acc, None, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned,
+                                                           train_wall_s=time.perf_counter() - t0))])
+        print(f'seed {seed} {b}: {time.perf_counter() - t0:.0f} s', flush=True)
+
 def main(argv=None):
     a = parse(argv); torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +241,7 @@ def main(argv=None):
                 _append_heads(a.out/'heads.csv', stats, seed, v)
             else: rows.add([_row(names[0], seed, acc[rules[0]], fc.get(rules[0]) or None, cost)])
             print(f'seed {seed} {v}: {time.perf_counter() - t0:.0f} s', flush=True)
+        run_baselines(a, student, sets, rows, seed, data, kw)
         print(summarise(rows.df, a.out), flush=True)
     print(f'wall {time.perf_counter() - t_all:.0f} s', flush=True)
 

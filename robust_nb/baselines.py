@@ -78,7 +78,12 @@ def tune(model:StagedModel, data, *, cut:int=0, only_fc:bool=False, cache:bool=T
     "Cross-entropy training of a copy of `model`'s stages from `cut` on (or only its classifier); frozen prefix cached if `cache`."
     m = copy.deepcopy(model).requires_grad_(False)
     for s in m.stages[cut:]: s.requires_grad_(not only_fc)
-    if only_fc: m.stages[-1].fc.requires_grad_(True)
+    if only_fc:
+        fc = m.stages[-1].fc
+        if not any(True for _ in fc.parameters()):
+            raise ValueError(f"{type(fc).__name__} has no parameters to train (a zero-shot head's class embeddings are fixed): "
+                             "build the model with clip_classifier(..., head='linear') for a linear probe")
+        fc.requires_grad_(True)
     return _train(m, data, cut, cache, **kw)
 
 # %% ../nbs/16_baselines.ipynb #2d5ad4e1

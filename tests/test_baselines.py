@@ -102,6 +102,8 @@ def test_zero_shot():
     torch.manual_seed(0)
     r = zero_shot(name, ["a", "b", "c"])
     assert r.n_tuned == 0 and r.model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    with pytest.raises(ValueError, match="no parameters to train.*head='linear'"):   # zero-shot class embeddings are fixed
+        linear_probe(r.model, (torch.rand(4, 3, 32, 32), torch.arange(4) % 3), epochs=1)
 
 
 def test_bad_data(vit):
