@@ -105,3 +105,10 @@ def test_cached_quickstart_rerun_with_a_vit_student(cache, tmp_path):
     assert stamps and stamps == {p: p.stat().st_mtime_ns for p in cache.rglob('*') if p.suffix in ('.pt', '.safetensors')}
     assert first['table'].equals(second['table'])
     assert type(second['models']['APT'].stages[0]).__name__ == 'ViTStem'
+
+
+def test_clip_build_does_not_warn_of_random_weights(caplog):
+    "open_clip logs 'No pretrained weights loaded … initialized randomly' when it builds our config; create() loads the weights next, so that line is dropped."
+    import logging
+    with caplog.at_level(logging.WARNING): E.create('clip', pretrained=False)
+    assert not [r for r in caplog.records if 'initialized randomly' in r.getMessage()]
