@@ -12,6 +12,7 @@ def _changed(v):
     if isinstance(v, (int, float)): return v + 1
     if isinstance(v, str): return v + '-other'
     if isinstance(v, list): return v[:-1] if len(v) > 1 else v + v
+    if isinstance(v, dict): return {**v, next(iter(v)): _changed(next(iter(v.values())))} if v else {'extra': 1}
     raise TypeError(type(v))
 
 @pytest.fixture
