@@ -289,7 +289,8 @@ def _student(c):
 
 def _train_vit(m, c, folder, progress):
     "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."
-    if (c.get('stem') or {}).get('init') == 'resnet': _hybrid_from_resnet(m, create('resnet', progress=progress))
+    st = c.get('stem') or {}
+    if st.get('init') == 'resnet': _hybrid_from_resnet(m, create('resnet', progress=progress, **st.get('init_cfg', {})))
     return _train_photo(m, c, folder, progress)
 
 _PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=60000, seed=0)
@@ -301,7 +302,8 @@ _H7 = {
     'resnet': (dict(model='resnet10t', model_kw=_RESNET_KW, **_PHOTO_CORPUS, epochs=6, batch_size=128, lr=2e-3,
                     weight_decay=0.05, warmup=0.05), _train_photo),
     'vit': (dict(model='vit_tiny_patch16_224', model_kw=dict(img_size=32, depth=4, embed_dim=128, num_heads=4, global_pool='avg'),
-                 stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet'), **_PHOTO_CORPUS,
+                 stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet',
+                           init_cfg=dict(n=60000, epochs=6)), **_PHOTO_CORPUS,
                  epochs=3, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=0.05), _train_vit),
 }
 for _a, (_c, _t) in _H7.items():                           # issue 13's recipes replace the first (8,000-photo) version
