@@ -27,10 +27,10 @@ from .data import embedded_suite
 from .evaluate import evaluate
 
 # %% auto #0
-__all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'CLIP_TRUNK_INIT', 'EmbeddedModel', 'register_model',
-           'list_models', 'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights',
-           'weights_key', 'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed',
-           'colour_name', 'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
+__all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'EmbeddedModel', 'register_model', 'list_models',
+           'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights', 'weights_key',
+           'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed', 'colour_name',
+           'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
            'clip_tokenizer', 'clip_contrastive_loss', 'clip_zeroshot']
 
 # %% ../nbs/17_embedded.ipynb #emb007
@@ -287,10 +287,14 @@ def _student(c):
     elif st: raise ValueError(f"unknown ViT stem kind {st['kind']!r}; valid: conv, resnet")
     return timm_classifier(c['model'], c['num_classes'], **kw)
 
+def _init_resnet(stem, progress):
+    "The trained `resnet` a hybrid's trunk starts from when `stem['init'] == 'resnet'` (config overrides `stem['init_cfg']`), else None."
+    stem = stem or {}
+    return create('resnet', progress=progress, **stem.get('init_cfg', {})) if stem.get('init') == 'resnet' else None
+
 def _train_vit(m, c, folder, progress):
     "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."
-    st = c.get('stem') or {}
-    if st.get('init') == 'resnet': _hybrid_from_resnet(m, create('resnet', progress=progress, **st.get('init_cfg', {})))
+    if (r := _init_resnet(c.get('stem'), progress)) is not None: _hybrid_from_resnet(m, r)
     return _train_photo(m, c, folder, progress)
 
 _PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=60000, seed=0)
@@ -478,12 +482,9 @@ def clip_contrastive_loss(model, batch):
     loss = .5 * (torch.sum(-tgt * F.log_softmax(logits, 1), 1).mean() + torch.sum(-tgt * F.log_softmax(logits.T, 1), 1).mean())
     return loss, {'logit_scale': scale.item()}
 
-CLIP_TRUNK_INIT = dict(n=24000, epochs=5)   # the ResNet config whose trunk a CLIP starts from when `stem` names no `init_cfg`
-
 def _train_clip(m, c, folder, progress):
     "Contrastive pre-training on `caption_corpus(c['n'])` through `engine.fit`, resumable."
-    if (c['stem'] or {}).get('init') == 'resnet':
-        _trunk_from_resnet(m.visual.conv1.trunk, create('resnet', progress=progress, **c['stem'].get('init_cfg', CLIP_TRUNK_INIT)))
+    if (r := _init_resnet(c['stem'], progress)) is not None: _trunk_from_resnet(m.visual.conv1.trunk, r)
     x, _, caps = caption_corpus(c['n'], c['size'], c['seed'])
     ids = {s: i for i, s in enumerate(sorted(set(caps)))}
     data = _Captions(x.mul(255).round().to(torch.uint8), clip_tokenizer(c)(caps), torch.tensor([ids[s] for s in caps]))
