@@ -14,7 +14,7 @@ AUROC with which eq. 6's score log(U_c·KL_c) − log(U_u·KL_u) separates the d
 the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`.
 """
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, dataclasses, json, os, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
@@ -174,7 +174,7 @@ def run_baselines(a, student, sets, rows, seed, data, kw):
             elif b == 'vpt': r = vpt(student, (data().x, data().y), tokens=5, progress=False, **kw)
             else:                                                   # ft, wise_ft: one fine-tuning per seed
                 if ft is None: ft = finetune(student, (data().x, data().y), progress=False, **kw)
-                r = ft if b == 'ft' else type(ft)(wise_ft(student, ft.model, .5), ft.n_tuned, ft.train_s, ft.n_seen, [])
+                r = ft if b == 'ft' else dataclasses.replace(ft, model=wise_ft(student, ft.model, .5), history=[])
         except (TypeError, ValueError) as e: print(f'seed {seed} {b} skipped: {e}', flush=True); continue
         acc = {d: _acc(_batched(r.model, x), y) for d, (x, y, _) in sets.items()}
         rows.add([_row(BASELINES[b], seed, acc, None, dict(train_ms_per_img=r.ms_per_img, params_tuned=r.n_tuned,

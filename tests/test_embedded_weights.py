@@ -62,3 +62,13 @@ def test_retrained_teacher_matches_record(monkeypatch, tmp_path):
     m = spec.train(spec.build(c), c, tmp_path, False).eval()
     x, y = render('photo', W.EVAL['n'], seed=W.EVAL['seed'], split=W.EVAL['split'])
     assert abs(W.accuracy(m, x, y) - _record('teacher')['accuracy']['photo']) <= 1.0
+
+def test_zoo_errors_tool_reads_the_shipped_files(capsys):
+    "tools/zoo_errors.py builds each model from its JSON record and loads its safetensors file: same predictions as create()."
+    import zoo_errors as Z
+    m = Z.load('teacher', None, None)
+    x, _ = render('photo', 8, seed=0, split='test')
+    with torch.no_grad(): assert torch.equal(Z.predict(m, x), E.create('teacher')(x).argmax(-1))
+    Z.main(['vit', 'teacher', '--n', '16', '--split', 'val'])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('vit      photo/val') and 'corruptions' in out[0] and out[-1].startswith('wrong on photo/val: all 2 models')
