@@ -44,6 +44,9 @@ def parse(argv=None):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--blocks', type=int, default=2, help='blocks tuned (multi-head and APT); the heads take the last ≈ 1/5')
+    p.add_argument('--residual-stages', action='store_true',
+                   help="clip: split the tower at residual branches (attention, MLP) instead of whole blocks, so a head can be "
+                        "one MLP branch (the ViT student always splits so)")
     p.add_argument('--n-eval', type=int, default=250, help='test images per domain')
     p.add_argument('--severity', type=int, default=3)
     p.add_argument('--mc', type=int, default=10, help='MC-dropout samples N')
@@ -69,11 +72,12 @@ def clip_ve():
     torch.manual_seed(0)
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
-def load_models(name):
+def load_models(name, residual_stages=False):
+    if residual_stages and name != 'clip': raise SystemExit(f"--residual-stages is for --student clip (vit already splits at branches), got {name}")
     if name == 'clip-ve': s = clip_ve()
     else:
         s = embedded.create(name, progress=False)
-        s = embedded.clip_zeroshot(s) if hasattr(s, 'encode_text') else s
+        s = embedded.clip_zeroshot(s, residual_stages=residual_stages) if hasattr(s, 'encode_text') else s
     return s.eval(), embedded.create('teacher', progress=False).eval()
 
 def eval_sets(n, severity):
@@ -196,7 +200,7 @@ def main(argv=None):
         print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
-    student, teacher = load_models(a.student)
+    student, teacher = load_models(a.student, a.residual_stages)
     split, mh0 = multihead_for(student, blocks=a.blocks)
     print(f'student {a.student}: tuned {split.n_tuned:,} params = {split.frac_tuned:.1%}, heads {split.head_frac:.1%} of it '
           f'({split.head_blocks} block(s)); cut {split.cut}', flush=True)

@@ -142,7 +142,7 @@ for _a in ('resnet', 'vit'): register_model(_a, dict(**_arch(_a), **_STUDENT_DAT
 # %% ../nbs/17_embedded.ipynb #emb015
 def _train_teacher(m, c, folder, progress):
     data = SyntheticDataset('photo', c['n'], size=c['size'], seed=c['seed'], split='train', cache=True).tensors()
-    return robustify_teacher(m, data, c['recipe'], epochs=c['epochs'], batch_size=c['batch_size'], lr=c['lr'],
+    return robustify_teacher(m, data, c['recipe'], c.get('recipe_kw'), epochs=c['epochs'], batch_size=c['batch_size'], lr=c['lr'],
                              weight_decay=c['weight_decay'], warmup=c['warmup'], seed=c['seed'], ckpt_dir=folder/'ckpt',
                              log_file=folder/'log.jsonl', progress=progress).model
 
@@ -229,7 +229,7 @@ import open_clip
 from timm.layers import HybridEmbed
 import robust_nb.synthetic as syn
 from .synthetic import CLASSES
-from .models import text_class_embeddings, OPENAI_TEMPLATES, CLIPStem, CLIPPool, ZeroShotHead, StagedModel, Prep
+from .models import _clip_blocks, text_class_embeddings, OPENAI_TEMPLATES, CLIPStem, CLIPPool, ZeroShotHead, StagedModel, Prep
 
 def conv_stem(in_chans:int, width:int, n_down:int=3) -> nn.Sequential:
     """A 3×3 conv-BN-ReLU at stride 1, then `n_down` of them at stride 2: the convolutional stem of 'Early Convolutions
@@ -315,8 +315,8 @@ for _a, (_c, _t) in _H7.items():                           # issue 13's recipes 
 
 # the small robust teacher: width 24 (137K parameters), so every large student has more than 5× its parameters
 MODELS.pop('teacher', None)
-register_model('teacher', dict(model='small_cnn', width=TEACHER_WIDTH, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', size=32, n=60000,
-                               seed=0, epochs=6, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
+register_model('teacher', dict(model='small_cnn', width=TEACHER_WIDTH, num_classes=NUM_CLASSES, recipe='augmix+deepaugment', recipe_kw=dict(),
+                               size=32, n=60000, seed=0, epochs=6, batch_size=128, lr=3e-3, weight_decay=5e-4, warmup=.05), _train_teacher, version=2)(_small_teacher)
 
 # %% ../nbs/17_embedded.ipynb #h7c03
 _WEB_STYLES = (                                             # 'web photo' nuisance rows: photo's and three variants (not v2's or hard's)
@@ -499,12 +499,15 @@ register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, w
                             size=32, n=60000, seed=0, epochs=6, batch_size=256,
                             lr=1e-3, weight_decay=0.1, warmup=0.05), _train_clip)(_clip)
 
-def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0.) -> StagedModel:
+def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0., residual_stages:bool=False) -> StagedModel:
     """The embedded CLIP (default: `create('clip')`) as a zero-shot classifier of [0,1] images: its image tower as a
-    `models.StagedModel` under a `models.ZeroShotHead` of prompt-ensembled class embeddings (CLIP's recipe)."""
+    `models.StagedModel` under a `models.ZeroShotHead` of prompt-ensembled class embeddings (CLIP's recipe).
+    `residual_stages=True`: one stage per residual branch (attention, MLP), as `models.clip_classifier` can, so that
+    `split_model` can give the heads a single MLP branch (≈ 1/5 of three tuned blocks, the paper's head size)."""
     clip = (clip if clip is not None else create('clip')).eval()
     v = clip.visual
     emb = text_class_embeddings(clip, clip_tokenizer(), list(class_names), templates)
-    stages = [CLIPStem(v), *v.transformer.resblocks, CLIPPool(v), ZeroShotHead(emb, clip.logit_scale.exp().item(), p)]
-    kinds = ['stem'] + ['block'] * len(v.transformer.resblocks) + ['norm', 'head']
+    blocks, bk = _clip_blocks(v.transformer.resblocks, residual_stages)
+    stages = [CLIPStem(v), *blocks, CLIPPool(v), ZeroShotHead(emb, clip.logit_scale.exp().item(), p)]
+    kinds = ['stem', *bk, 'norm', 'head']
     return StagedModel(Prep(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD), stages, kinds, 'clip')

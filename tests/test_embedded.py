@@ -113,3 +113,16 @@ def test_clip_build_does_not_warn_of_random_weights(caplog):
     import logging
     with caplog.at_level(logging.WARNING): E.create('clip', pretrained=False)
     assert not [r for r in caplog.records if 'initialized randomly' in r.getMessage()]
+
+def test_clip_zeroshot_residual_stages_same_function():
+    "Splitting the CLIP tower at residual branches changes the stages, not the classifier: same logits; heads can be one MLP branch."
+    from robust_nb.embedded import clip_zeroshot, create
+    from robust_nb.models import split_model
+    clip = create('clip')
+    whole, branches = clip_zeroshot(clip), clip_zeroshot(clip, residual_stages=True)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad(): assert torch.allclose(whole(x), branches(x), atol=1e-5)
+    assert branches.kinds.count('mlp') == branches.n_blocks == whole.n_blocks == 4
+    sp = split_model(branches, blocks=3)
+    assert 0.15 < sp.head_frac < 0.3 and sp.head_blocks == 1            # one MLP branch: ≈ 1/5 of three tuned blocks
+    assert split_model(whole, blocks=3).head_frac > 0.3

@@ -72,3 +72,12 @@ def test_zoo_errors_tool_reads_the_shipped_files(capsys):
     Z.main(['vit', 'teacher', '--n', '16', '--split', 'val'])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith('vit      photo/val') and 'corruptions' in out[0] and out[-1].startswith('wrong on photo/val: all 2 models')
+
+def test_hard_filtration_probe():
+    "tools/hard_filtration.py: the filtering model scores 0 on the kept images, the kept count is its error count."
+    import hard_filtration as H
+    x, y = render('hard', 200, seed=0, split='test')
+    wrong = int((H.predictions('reference', x) != y).sum())
+    r = H.filtration(200, 'reference', ['reference', 'teacher'])
+    assert r[None] == wrong > 0 and r['reference'][1] == 0.0 and r['reference'][0] == pytest.approx(100 * (200 - wrong) / 200)
+    assert 0 <= r['teacher'][1] <= 100
