@@ -28,9 +28,9 @@ from .evaluate import evaluate
 
 # %% auto #0
 __all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'CORPUS_MIX', 'CLIP_ARCH', 'EmbeddedModel', 'register_model', 'list_models',
-           'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights', 'weights_key',
-           'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed', 'colour_name',
-           'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
+           'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights', 'from_scratch',
+           'weights_key', 'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed', 'ResNetTrunkEmbed',
+           'colour_name', 'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv', 'open_clip_config',
            'clip_tokenizer', 'clip_contrastive_loss', 'clip_zeroshot']
 
 # %% ../nbs/17_embedded.ipynb #emb007
@@ -74,6 +74,7 @@ def cache_path(name:str, **cfg) -> Path:
     return cache_dir('embedded', name, cache_key(name, **cfg))
 
 # %% ../nbs/17_embedded.ipynb #emb009
+import contextlib
 ASSETS = Path(str(importlib.resources.files('robust_nb')))/'assets'/'embedded'
 
 def save_weights(model:nn.Module, path, name:str, cfg:dict|None=None):
@@ -91,7 +92,19 @@ def load_weights(model:nn.Module, path) -> nn.Module:
     "Load a `save_weights` file into `model` (strictly: every tensor must match)."
     model.load_state_dict(load_safetensors(path)); return model
 
+_SCRATCH = False
+
+@contextlib.contextmanager
+def from_scratch():
+    """Within it, `create(pretrained=True)` never loads a shipped file: each model is trained with its recipe (or loaded
+    from what that training cached), and so is every zoo model a recipe starts from (the hybrids' ResNet trunk)."""
+    global _SCRATCH
+    old, _SCRATCH = _SCRATCH, True
+    try: yield
+    finally: _SCRATCH = old
+
 def _shipped(name:str, c:dict) -> Path|None:
+    if _SCRATCH: return None
     p = ASSETS/f'{name}.safetensors'
     return p if p.exists() and weights_info(p).get('key') == config_key(c, MODELS[name].version) else None
 
@@ -288,9 +301,12 @@ def _student(c):
     return timm_classifier(c['model'], c['num_classes'], **kw)
 
 def _init_resnet(stem, progress):
-    "The trained `resnet` a hybrid's trunk starts from when `stem['init'] == 'resnet'` (config overrides `stem['init_cfg']`), else None."
+    """The trained `resnet` a hybrid's trunk starts from when `stem['init'] == 'resnet'` (config overrides `stem['init_cfg']`),
+    else None. Always the one its recipe trains (`from_scratch`), never the shipped fp16 file: what a config trains then
+    depends on the config alone, so its cache key names it."""
     stem = stem or {}
-    return create('resnet', progress=progress, **stem.get('init_cfg', {})) if stem.get('init') == 'resnet' else None
+    if stem.get('init') != 'resnet': return None
+    with from_scratch(): return create('resnet', progress=progress, **stem.get('init_cfg', {}))
 
 def _train_vit(m, c, folder, progress):
     "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."

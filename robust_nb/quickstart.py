@@ -79,18 +79,10 @@ def run_dir(c:dict, zoo:dict, from_scratch:bool=False) -> Path:
     return cache_dir('quickstart', _key(c, zoo, from_scratch))
 
 def _create(name:str, cfg:dict, scratch:bool=False, progress:bool=True):
-    """`embedded.create(name, pretrained=True, **cfg)`; `scratch`: never the shipped file, but `create(pretrained=False)`
-    trained with the model's recipe, cached where `create` caches what it trains."""
-    if not scratch: return embedded.create(name, progress=progress, **cfg)
-    spec, c = embedded.MODELS[name], embedded.resolve(name, **cfg)
-    def build(folder):
-        torch.manual_seed(c['seed']); t0 = time.perf_counter()
-        m = spec.train(embedded.create(name, pretrained=False, **cfg), c, folder, progress)
-        atomic_write_json({'train_s': time.perf_counter() - t0}, folder/'train.json')
-        return m
-    return cached(f'embedded/{name}', c, build, lambda m, p: embedded.save_weights(m, p, name, c),
-                  lambda p: embedded.load_weights(embedded.create(name, pretrained=False, **cfg), p),
-                  'model.safetensors', spec.version).eval()
+    """`embedded.create(name, pretrained=True, **cfg)`; `scratch`: inside `embedded.from_scratch()`, so never a shipped
+    file, not even for a zoo model the recipe starts from: trained with the recipe, cached where `create` caches."""
+    with embedded.from_scratch() if scratch else contextlib.nullcontext():
+        return embedded.create(name, progress=progress, **cfg)
 
 def _classifier(m):
     "A zoo model as an image classifier: an open_clip CLIP becomes its zero-shot classifier (`embedded.clip_zeroshot`)."

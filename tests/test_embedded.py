@@ -126,3 +126,11 @@ def test_clip_zeroshot_residual_stages_same_function():
     sp = split_model(branches, blocks=3)
     assert 0.15 < sp.head_frac < 0.3 and sp.head_blocks == 1            # one MLP branch: ≈ 1/5 of three tuned blocks
     assert split_model(whole, blocks=3).head_frac > 0.3
+
+def test_from_scratch_never_uses_shipped_files():
+    "Inside `from_scratch()` no shipped file is used (weights identity = cache key); the switch is restored, errors included."
+    assert E.weights_key('reference').startswith('shipped-')
+    with E.from_scratch():
+        assert E.weights_key('reference') == E.cache_key('reference') and E._shipped('reference', E.resolve('reference')) is None
+    with pytest.raises(RuntimeError), E.from_scratch(): raise RuntimeError('boom')
+    assert E.weights_key('reference').startswith('shipped-')

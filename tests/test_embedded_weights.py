@@ -72,6 +72,9 @@ def test_zoo_errors_tool_reads_the_shipped_files(capsys):
     Z.main(['vit', 'teacher', '--n', '16', '--split', 'val'])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith('vit      photo/val') and 'corruptions' in out[0] and out[-1].startswith('wrong on photo/val: all 2 models')
+    Z.main(['teacher', '--n', '16', '--per-corruption'])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-17].startswith('| corruption') and out[-15].startswith('| gaussian_noise | ') and out[-1].startswith('| jpeg_compression | ')
 
 def test_hard_filtration_probe():
     "tools/hard_filtration.py: the filtering model scores 0 on the kept images, the kept count is its error count."

@@ -1,6 +1,7 @@
 """Re-create a shipped embedded model's weights file and record its config, hash and per-domain accuracy.
 
     python tools/embedded_weights.py NAME [NAME ...]        # e.g. vit resnet clip teacher
+    python tools/embedded_weights.py teacher --variant '{"recipe_kw": {"frac": 1.0}}'   # evaluate a variant, ship nothing
 
 For each NAME: `robust_nb.embedded.create(NAME)` with its default config (trained now unless the cache holds it; the
 shipped file is ignored), stored as fp16 safetensors in robust_nb/assets/embedded/NAME.safetensors with the metadata of
@@ -25,11 +26,11 @@ def accuracy(model, x, y, bs=500):
     model.eval()
     return 100 * sum((model(x[i:i + bs]).argmax(-1) == y[i:i + bs]).sum().item() for i in range(0, len(x), bs)) / len(x)
 
-def evaluate(model) -> dict:
-    "Accuracy (%) per domain and the mean over the 15 corruptions at severity 3 (EVAL's fixed sets)."
+def evaluate(model, split:str|None=None) -> dict:
+    "Accuracy (%) per domain and the mean over the 15 corruptions at severity 3 (EVAL's fixed sets; `split` overrides EVAL's)."
     out = {}
     for d in DOMAINS:
-        x, y = render(d, EVAL['n'], seed=EVAL['seed'], split=EVAL['split'])
+        x, y = render(d, EVAL['n'], seed=EVAL['seed'], split=split or EVAL['split'])
         out[d] = accuracy(model, x, y)
         if d == 'photo': xp, yp = x, y
     cs = {c: accuracy(model, corrupt(xp, c, EVAL['severity'], generator=torch.Generator().manual_seed(0)).clamp(0, 1), yp) for c in CORRUPTIONS}
@@ -83,6 +84,15 @@ def ship(name:str) -> dict:
     atomic_write_json(rec, path.with_suffix('.json'))
     return rec
 
+def variant(name:str, cfg:dict) -> dict:
+    "A config variant of `name` (trained now unless cached, never shipped): its accuracy on EVAL's test sets and on val."
+    t0 = time.perf_counter()
+    m = classifier(name, E.create(name, **cfg))
+    train = json.loads((E.cache_path(name, **cfg)/'train.json').read_text()).get('train_s')
+    out = dict(name=name, overrides=cfg, key=E.cache_key(name, **cfg), train_s=train, test=evaluate(m))
+    out['val'] = evaluate(m, split='val')
+    return dict(**out, wall_s=round(time.perf_counter() - t0, 1))
+
 def _train(spec, c, folder):
     torch.manual_seed(c['seed']); t0 = time.perf_counter()
     m = spec.train(spec.build(c), c, folder, True)
@@ -93,6 +103,9 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('names', nargs='+', help=f"embedded models: {', '.join(E.list_models())}")
     p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument('--variant', type=json.loads, default=None, metavar='JSON',
+                   help='config overrides, e.g. \'{"recipe_kw": {"frac": 1.0}}\': train (or load from the cache) and evaluate '
+                        'that variant on the test and val sets; nothing is shipped or written to the package')
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
-    for nm in a.names: print(json.dumps(ship(nm)), flush=True)
+    for nm in a.names: print(json.dumps(variant(nm, a.variant) if a.variant is not None else ship(nm)), flush=True)
