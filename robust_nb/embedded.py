@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_embedded.ipynb #emb003
 from __future__ import annotations
-import copy, json, logging, time, hashlib, importlib.resources
+import contextlib, copy, json, logging, time, hashlib, importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -74,7 +74,6 @@ def cache_path(name:str, **cfg) -> Path:
     return cache_dir('embedded', name, cache_key(name, **cfg))
 
 # %% ../nbs/17_embedded.ipynb #emb009
-import contextlib
 ASSETS = Path(str(importlib.resources.files('robust_nb')))/'assets'/'embedded'
 
 def save_weights(model:nn.Module, path, name:str, cfg:dict|None=None):
