@@ -84,3 +84,14 @@ def test_hard_filtration_probe():
     r = H.filtration(200, 'reference', ['reference', 'teacher'])
     assert r[None] == wrong > 0 and r['reference'][1] == 0.0 and r['reference'][0] == pytest.approx(100 * (200 - wrong) / 200)
     assert 0 <= r['teacher'][1] <= 100
+
+def test_variant_from_scratch_trains_the_recipe(tmp_path, monkeypatch):
+    "`embedded_weights.py --variant '{}' --from-scratch` evaluates the recipe's weights (trained now), never the shipped file."
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
+    monkeypatch.setattr(W, 'EVAL', dict(W.EVAL, n=50))
+    shipped = W.variant('reference', {})
+    monkeypatch.setattr(E.MODELS['reference'], 'train', lambda m, c, folder, progress: m)    # the "recipe": no training at all
+    scratch = W.variant('reference', {}, scratch=True)
+    assert scratch['key'] == shipped['key'] and scratch['from_scratch'] and shipped['train_s'] is None
+    assert (E.cache_path('reference')/'model.safetensors').exists()
+    assert scratch['test']['photo'] < shipped['test']['photo'] - 30               # untrained, against the shipped 67%

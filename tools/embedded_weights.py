@@ -2,6 +2,7 @@
 
     python tools/embedded_weights.py NAME [NAME ...]        # e.g. vit resnet clip teacher
     python tools/embedded_weights.py teacher --variant '{"recipe_kw": {"frac": 1.0}}'   # evaluate a variant, ship nothing
+    python tools/embedded_weights.py clip teacher --variant '{}' --from-scratch       # the recipe's weights, not the shipped
 
 For each NAME: `robust_nb.embedded.create(NAME)` with its default config (trained now unless the cache holds it; the
 shipped file is ignored), stored as fp16 safetensors in robust_nb/assets/embedded/NAME.safetensors with the metadata of
@@ -11,7 +12,7 @@ training time. `clip` is evaluated zero-shot (prompt ensembling over `models.OPE
 discretiser) records reconstruction MSE and PSNR (dB) per domain on the same fixed images (at its training size and at the
 suite's 32 px) instead of accuracy. `vq`, `reference` and `teacher` are small and ship in fp32 (exact), the others in fp16.
 """
-import argparse, copy, hashlib, json, math, sys, time
+import argparse, contextlib, copy, hashlib, json, math, sys, time
 from pathlib import Path
 import torch
 from robust_nb import embedded as E
@@ -84,12 +85,14 @@ def ship(name:str) -> dict:
     atomic_write_json(rec, path.with_suffix('.json'))
     return rec
 
-def variant(name:str, cfg:dict) -> dict:
-    "A config variant of `name` (trained now unless cached, never shipped): its accuracy on EVAL's test sets and on val."
+def variant(name:str, cfg:dict, scratch:bool=False) -> dict:
+    """A config variant of `name` (trained now unless cached, never shipped): its accuracy on EVAL's test sets and on val.
+    `scratch`: inside `embedded.from_scratch()`, so the default config too is the recipe's (trained or cached), not the shipped file."""
     t0 = time.perf_counter()
-    m = classifier(name, E.create(name, **cfg))
-    train = json.loads((E.cache_path(name, **cfg)/'train.json').read_text()).get('train_s')
-    out = dict(name=name, overrides=cfg, key=E.cache_key(name, **cfg), train_s=train, test=evaluate(m))
+    with E.from_scratch() if scratch else contextlib.nullcontext(): m = classifier(name, E.create(name, **cfg))
+    f, shipped = E.cache_path(name, **cfg)/'train.json', not scratch and E._shipped(name, E.resolve(name, **cfg))
+    train = None if shipped or not f.exists() else json.loads(f.read_text()).get('train_s')
+    out = dict(name=name, overrides=cfg, from_scratch=scratch, key=E.cache_key(name, **cfg), train_s=train, test=evaluate(m))
     out['val'] = evaluate(m, split='val')
     return dict(**out, wall_s=round(time.perf_counter() - t0, 1))
 
@@ -106,6 +109,9 @@ if __name__ == '__main__':
     p.add_argument('--variant', type=json.loads, default=None, metavar='JSON',
                    help='config overrides, e.g. \'{"recipe_kw": {"frac": 1.0}}\': train (or load from the cache) and evaluate '
                         'that variant on the test and val sets; nothing is shipped or written to the package')
+    p.add_argument('--from-scratch', action='store_true', help="with --variant: never the shipped file, the recipe's weights "
+                   "(from the cache, e.g. one that `robust_nb_quickstart --from-scratch` filled, or trained now)")
     a = p.parse_args()
+    if a.from_scratch and a.variant is None: p.error('--from-scratch goes with --variant (use --variant \'{}\' for the default config)')
     if a.threads: torch.set_num_threads(a.threads)
-    for nm in a.names: print(json.dumps(variant(nm, a.variant) if a.variant is not None else ship(nm)), flush=True)
+    for nm in a.names: print(json.dumps(variant(nm, a.variant, a.from_scratch) if a.variant is not None else ship(nm)), flush=True)
