@@ -5,13 +5,12 @@ ImageNet-A keeps the natural images a fixed ResNet-50 gets wrong. Here: render `
 
     python tools/hard_filtration.py [--n 4000] [--against reference] [--models reference clip vit resnet teacher]
 
-`clip` is read zero-shot (prompt ensemble), as in the zoo table. By construction the `--against` model scores 0 on the
+Models are the shipped files (`clip` zero-shot, prompt ensemble), as in the zoo table. By construction the `--against` model scores 0 on the
 kept images; what matters is whether the other models spread apart there.
 """
 import argparse
-import torch
-from robust_nb import embedded as E
 from robust_nb.synthetic import render
+from zoo_errors import load, predict                    # each shipped file, built from its JSON record (clip zero-shot)
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -20,11 +19,7 @@ def parse(argv=None):
     p.add_argument('--models', nargs='+', default=['reference', 'clip', 'vit', 'resnet', 'teacher'])
     return p.parse_args(argv)
 
-@torch.no_grad()
-def predictions(name, x, bs=500):
-    m = E.create(name, progress=False)
-    m = (E.clip_zeroshot(m) if name == 'clip' else m).eval()
-    return torch.cat([m(x[i:i + bs]).argmax(-1) for i in range(0, len(x), bs)])
+def predictions(name, x): return predict(load(name, None, None), x)
 
 def filtration(n:int, against:str, models) -> dict:
     "{model: (accuracy % on all n images, accuracy % on those `against` gets wrong)} and the kept count under key None."
