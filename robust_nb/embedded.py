@@ -301,11 +301,9 @@ def _student(c):
 
 def _init_resnet(stem, progress):
     """The trained `resnet` a hybrid's trunk starts from when `stem['init'] == 'resnet'` (config overrides `stem['init_cfg']`),
-    else None. Always the one its recipe trains (`from_scratch`), never the shipped fp16 file: what a config trains then
-    depends on the config alone, so its cache key names it."""
+    else None. Through `create`: the shipped file when that config is the default, except inside `from_scratch()`."""
     stem = stem or {}
-    if stem.get('init') != 'resnet': return None
-    with from_scratch(): return create('resnet', progress=progress, **stem.get('init_cfg', {}))
+    return create('resnet', progress=progress, **stem.get('init_cfg', {})) if stem.get('init') == 'resnet' else None
 
 def _train_vit(m, c, folder, progress):
     "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."
