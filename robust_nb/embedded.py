@@ -241,7 +241,7 @@ import open_clip
 from timm.layers import HybridEmbed
 import robust_nb.synthetic as syn
 from .synthetic import CLASSES
-from .models import _clip_blocks, text_class_embeddings, OPENAI_TEMPLATES, CLIPStem, CLIPPool, ZeroShotHead, StagedModel, Prep
+from .models import clip_classifier, OPENAI_TEMPLATES, StagedModel
 
 def conv_stem(in_chans:int, width:int, n_down:int=3) -> nn.Sequential:
     """A 3×3 conv-BN-ReLU at stride 1, then `n_down` of them at stride 2: the convolutional stem of 'Early Convolutions
@@ -266,14 +266,16 @@ class ResNetTrunkEmbed(HybridEmbed):
         trunk = nn.Sequential(r.conv1, r.bn1, r.act1, r.maxpool, *[getattr(r, f'layer{i + 1}') for i in range(n_layers)])
         super().__init__(backbone=trunk, img_size=img_size, patch_size=1, in_chans=in_chans, embed_dim=embed_dim, bias=bias, **kw)
 
-def _hybrid_from_resnet(vit, resnet):
-    "Copy a trained `resnet` StagedModel's stem and first stages into `vit`'s `ResNetTrunkEmbed` trunk (same timm ResNet config)."
-    trunk = vit.stages[0].patch_embed.backbone
+def _trunk_from_resnet(trunk, resnet):
+    "Copy a trained `resnet` StagedModel's stem and first stages into `trunk` (a `TrunkConv.trunk`/`ResNetTrunkEmbed.backbone`)."
     trunk[:4].load_state_dict(resnet.stages[0].state_dict())
     blocks = iter(resnet.stages[1:-1])
     for layer in trunk[4:]:
         for b in layer: b.load_state_dict(next(blocks).state_dict())
-    return vit
+
+def _hybrid_from_resnet(vit, resnet):
+    "`_trunk_from_resnet` into a hybrid ViT's `ResNetTrunkEmbed` trunk (same timm ResNet config); returns `vit`."
+    _trunk_from_resnet(vit.stages[0].patch_embed.backbone, resnet); return vit
 
 class _U8(torch.utils.data.Dataset):
     "uint8 images + labels as a Dataset of ([0,1] float image, label): a large corpus stays 4× smaller in memory."
@@ -455,13 +457,6 @@ def _clip(c):
         v.conv1 = TrunkConv(v.conv1.out_channels, st['model'], dict(layers=st['layers'], channels=st['channels']), st['n_layers'])
     return m
 
-def _trunk_from_resnet(trunk, resnet):
-    "Copy a trained `resnet` StagedModel's stem and first stages into `trunk` (a `TrunkConv.trunk`/`ResNetTrunkEmbed.backbone`)."
-    trunk[:4].load_state_dict(resnet.stages[0].state_dict())
-    blocks = iter(resnet.stages[1:-1])
-    for layer in trunk[4:]:
-        for b in layer: b.load_state_dict(next(blocks).state_dict())
-
 def open_clip_config(c:dict) -> dict:
     "The open_clip model config (`embed_dim`, `vision_cfg`, `text_cfg`) held in an embedded `clip` config."
     return dict(embed_dim=c['embed_dim'], vision_cfg=dict(c['vision']), text_cfg=dict(c['text']))
@@ -514,13 +509,10 @@ register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, w
 
 def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0., residual_stages:bool=False) -> StagedModel:
     """The embedded CLIP (default: `create('clip')`) as a zero-shot classifier of [0,1] images: its image tower as a
-    `models.StagedModel` under a `models.ZeroShotHead` of prompt-ensembled class embeddings (CLIP's recipe).
-    `residual_stages=True`: one stage per residual branch (attention, MLP), as `models.clip_classifier` can, so that
+    `models.StagedModel` under a `models.ZeroShotHead` of prompt-ensembled class embeddings (CLIP's recipe), built by
+    `models.clip_classifier`. `residual_stages=True`: one stage per residual branch (attention, MLP), so that
     `split_model` can give the heads a single MLP branch (≈ 1/5 of three tuned blocks, the paper's head size)."""
     clip = (clip if clip is not None else create('clip')).eval()
-    v = clip.visual
-    emb = text_class_embeddings(clip, clip_tokenizer(), list(class_names), templates)
-    blocks, bk = _clip_blocks(v.transformer.resblocks, residual_stages)
-    stages = [CLIPStem(v), *blocks, CLIPPool(v), ZeroShotHead(emb, clip.logit_scale.exp().item(), p)]
-    kinds = ['stem', *bk, 'norm', 'head']
-    return StagedModel(Prep(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD), stages, kinds, 'clip')
+    name = register_clip(open_clip_config(MODELS['clip'].config))     # the name `clip_tokenizer` tokenizes with
+    return clip_classifier(name, head='zeroshot', class_names=list(class_names), templates=templates, p=p,
+                           residual_stages=residual_stages, clip=clip)
