@@ -1,0 +1,31 @@
+"""benchmarks/multihead_table.py, which makes the published multi-head tables: eq. 6's AUROC by hand, and a tiny run
+(rows, head statistics, resume, merge) on the shipped zoo."""
+import math, sys
+from pathlib import Path
+import pandas as pd, pytest, torch
+
+sys.path.insert(0, str(Path(__file__).parents[1]/'benchmarks'))
+import multihead_table as T
+
+def test_auroc_by_hand():
+    "P(shifted score > clean score), ties 1/2: pairs (1,0) (1,1) (2,0) (2,1) → (1 + .5 + 1 + 1) / 4."
+    assert T.auroc(torch.tensor([0., 1.]), torch.tensor([1., 2.])) == pytest.approx(0.875)
+    assert T.auroc(torch.tensor([0., 1.]), torch.tensor([5., 6.])) == 1.0
+    assert T.auroc(torch.tensor([3., 3.]), torch.tensor([3.])) == 0.5
+
+def test_tiny_run_resumes_and_merges(tmp_path, capsys):
+    out = tmp_path/'s0'
+    args = ['--seeds', '0', '--out', str(out), '--student', 'clip', '--n-tune', '32', '--epochs', '1', '--n-eval', '4',
+            '--variants', 'ours', '--mc', '2', '--threads', '1', '--baselines', 'lp', 'ft']
+    T.main(args)
+    rows = pd.read_csv(out/'rows.csv')
+    assert {'student (original)', 'teacher (small, robust)', 'APT', 'multi-head (ours)', 'multi-head (wo_kld)', 'FT'} <= set(rows.method)
+    assert 'LP' not in set(rows.method) and 'seed 0 lp skipped' in capsys.readouterr().out   # no linear layer in a zero-shot head
+    ours = rows[rows.method == 'multi-head (ours)'].iloc[0]
+    assert 0 <= ours.fc_clean <= 1 and 0 <= ours.fc_shift_mean <= 1 and ours.params_tuned > rows[rows.method == 'APT'].params_tuned.iloc[0]
+    heads = pd.read_csv(out/'heads.csv')
+    assert math.isnan(heads.set_index('domain').auroc['clean']) and heads[heads.shifted].auroc.between(0, 1).all()
+    T.main(args)                                                        # a rerun skips every row already there
+    assert len(pd.read_csv(out/'rows.csv')) == len(rows)
+    T.main(['--out', str(tmp_path/'all'), '--merge', str(out)])
+    assert '| multi-head (ours) | 1 |' in (tmp_path/'all'/'summary.md').read_text()
