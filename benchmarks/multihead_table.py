@@ -11,7 +11,8 @@ without KLD, without U_mc, max-logit). F_correct per shift is `metrics.f_correct
 Rows go to `DIR/rows.csv` as they finish (a rerun skips the (method, seed) rows already there); per-domain head
 statistics of `ours` (mean U_mc and KL per head, each head's accuracy, share of inputs sent to the unclean head, and the
 AUROC with which eq. 6's score log(U_c·KL_c) − log(U_u·KL_u) separates the domain's inputs from clean ones) to `DIR/heads.csv`;
-the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`.
+the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`; and `DIR/routing.md`, what head selection could reach
+with the trained heads at best (always clean, always unclean, the better head per domain: see `routing`).
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, sys, time
@@ -147,11 +148,11 @@ def _append_heads(path, stats, seed, method):
 
 KEY = ['acc_clean', 'nat_avg', 'corr_mean', 'avg_shifts', 'fc_clean', 'fc_shift_mean', 'train_ms_per_img', 'params_tuned']
 
-def summarise(df, out):
+def summarise(df, out, stem='summary'):
     cols = [c for c in df.columns if c not in ('method', 'seed')]
     g = df.groupby('method', sort=False)[cols]
     mean, std, n = g.mean(), g.std(ddof=1).fillna(0.), g.size()
-    mean.assign(n_seeds=n).to_csv(out/'summary_mean.csv', float_format='%.4f'); std.to_csv(out/'summary_std.csv', float_format='%.4f')
+    mean.assign(n_seeds=n).to_csv(out/f'{stem}_mean.csv', float_format='%.4f'); std.to_csv(out/f'{stem}_std.csv', float_format='%.4f')
     show = ['acc_clean', *[f'acc_{d}' for d in NATURAL], 'nat_avg', 'corr_mean', 'avg_shifts', 'fc_clean', 'fc_shift_mean',
             'train_ms_per_img', 'params_tuned']
     show = [c for c in show if c in mean.columns]
@@ -163,8 +164,25 @@ def summarise(df, out):
         return f'{v:.1f} ± {s:.1f}'
     lines = ['| method | seeds | ' + ' | '.join(show) + ' |', '|---|---|' + '---|' * len(show)]
     lines += [f'| {m} | {n[m]} | ' + ' | '.join(cell(m, c) for c in show) + ' |' for m in mean.index]
-    (out/'summary.md').write_text('\n'.join(lines) + '\n')
+    (out/f'{stem}.md').write_text('\n'.join(lines) + '\n')
     return '\n'.join(lines)
+
+ROUTES = {'clean head only': ['acc_clean'], 'unclean head only': ['acc_unclean'],
+          'better head per domain (oracle)': ['acc_clean', 'acc_unclean']}
+
+def routing(heads:pd.DataFrame) -> pd.DataFrame:
+    """What any head selection can reach with the heads `ours` trained, per seed, from `heads.csv` (each head's MC-mean
+    accuracy per domain): always the clean head, always the unclean head, and an oracle that sends every input of a domain
+    to that domain's better head. A diagnostic bound, not a method: eq. 6 routes per input and without labels."""
+    rows = []
+    for seed, h in heads[heads.method == 'ours'].groupby('seed'):
+        h = h.set_index('domain')
+        rows += [_row(f'routing: {k}', seed, h[cols].max(axis=1).to_dict(), None, {}) for k, cols in ROUTES.items()]
+    return pd.DataFrame(rows)
+
+def print_routing(out):
+    "The routing table of `out/heads.csv` (if any) into `out/routing.md`, printed."
+    if (out/'heads.csv').exists(): print(summarise(routing(pd.read_csv(out/'heads.csv')), out, 'routing'), flush=True)
 
 def run_baselines(a, student, sets, rows, seed, data, kw):
     "The `--baselines` rows of one seed (skipping those already in rows.csv); WiSE-FT reuses this seed's FT model."
@@ -197,7 +215,7 @@ def main(argv=None):
                 single = df.method.isin([f'train ablation: {v}' for v in SINGLE_HEAD])
                 df.loc[single, 'params_tuned'] = df.loc[df.method == 'APT', 'params_tuned'].iloc[0]
             df.to_csv(a.out/f, index=False, float_format='%.5f')
-        print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); return
+        print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); print_routing(a.out); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
     student, teacher = load_models(a.student, a.residual_stages)
@@ -247,6 +265,7 @@ def main(argv=None):
             print(f'seed {seed} {v}: {time.perf_counter() - t0:.0f} s', flush=True)
         run_baselines(a, student, sets, rows, seed, data, kw)
         print(summarise(rows.df, a.out), flush=True)
+    print_routing(a.out)
     print(f'wall {time.perf_counter() - t_all:.0f} s', flush=True)
 
 if __name__ == '__main__': main()

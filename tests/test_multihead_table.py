@@ -29,3 +29,16 @@ def test_tiny_run_resumes_and_merges(tmp_path, capsys):
     assert len(pd.read_csv(out/'rows.csv')) == len(rows)
     T.main(['--out', str(tmp_path/'all'), '--merge', str(out)])
     assert '| multi-head (ours) | 1 |' in (tmp_path/'all'/'summary.md').read_text()
+    assert '| routing: better head per domain (oracle) | 1 |' in (tmp_path/'all'/'routing.md').read_text()
+
+def test_routing_bound_by_hand():
+    "The routing bound takes each domain's better head: avg_shifts = mean(4 natural shifts, corruption mean), by hand."
+    doms = ['clean', *T.NATURAL, *T.CORRUPTIONS]
+    h = pd.DataFrame(dict(domain=doms, method='ours', seed=0, acc_clean=[90.] + [60.] * 4 + [70.] * 15,
+                          acc_unclean=[80.] + [50, 70, 50, 70] + [70.] * 14 + [85.]))
+    r = T.routing(pd.concat([h, h.assign(method='wo_kd', acc_clean=0.)])).set_index('method')   # only `ours` counts
+    assert list(r.index) == [f'routing: {k}' for k in T.ROUTES] and (r.seed == 0).all()
+    best = r.loc['routing: better head per domain (oracle)']
+    assert best.acc_clean == 90 and best.nat_avg == 65 and best.corr_mean == pytest.approx(71)
+    assert best.avg_shifts == pytest.approx((60 + 70 + 60 + 70 + 71) / 5)
+    assert r.loc['routing: unclean head only'].acc_clean == 80 and r.loc['routing: clean head only'].corr_mean == 70
