@@ -76,6 +76,18 @@ def test_zoo_errors_tool_reads_the_shipped_files(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-17].startswith('| corruption') and out[-15].startswith('| gaussian_noise | ') and out[-1].startswith('| jpeg_compression | ')
 
+def test_zoo_errors_averages_severities(capsys):
+    "--severities 1 5: each corruption's accuracy is the mean of its severity-1 and severity-5 accuracies (same images)."
+    import zoo_errors as Z
+    def table(*sev):
+        Z.main(['teacher', '--n', '16', '--per-corruption', '--severities', *sev])
+        rows = [l.split('|') for l in capsys.readouterr().out.splitlines() if l.startswith('| ') and 'corruption' not in l]
+        return {r[1].strip(): float(r[2]) for r in rows}
+    s1, s5, both = table('1'), table('5'), table('1', '5')
+    assert len(both) == 15 and all(abs(both[c] - (s1[c] + s5[c]) / 2) <= 0.1 for c in both)
+    assert any(s1[c] != s5[c] for c in both)                        # the severities really differ
+    with pytest.raises(SystemExit): Z.main(['teacher', '--severities', '6'])
+
 def test_hard_filtration_probe():
     "tools/hard_filtration.py: the filtering model scores 0 on the kept images, the kept count is its error count."
     import hard_filtration as H
