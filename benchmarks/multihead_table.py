@@ -57,6 +57,9 @@ def parse(argv=None):
                    help="Table 1's other baselines, trained on D^a's images and labels with the same epochs/batch/lr: "
                         "lp (linear probe), ft (full fine-tuning), vpt (5 shallow prompt tokens + classifier; ViT/CLIP only), "
                         "wise_ft (WiSE-FT end-to-end at alpha 0.5 of ft)")
+    p.add_argument('--teacher', type=json.loads, default={}, metavar='JSON',
+                   help='config overrides of the embedded teacher, e.g. \'{"epochs": 10}\' (trained now unless cached; '
+                        'default: the shipped teacher)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--merge', type=Path, nargs='+', default=None,
                    help='only merge the rows.csv/heads.csv of these run folders (e.g. one per seed, run in parallel) into --out')
@@ -73,13 +76,13 @@ def clip_ve():
     torch.manual_seed(0)
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
-def load_models(name, residual_stages=False):
+def load_models(name, residual_stages=False, teacher:dict|None=None):
     if residual_stages and name != 'clip': raise SystemExit(f"--residual-stages is for --student clip (vit already splits at branches), got {name}")
     if name == 'clip-ve': s = clip_ve()
     else:
         s = embedded.create(name, progress=False)
         s = embedded.clip_zeroshot(s, residual_stages=residual_stages) if hasattr(s, 'encode_text') else s
-    return s.eval(), embedded.create('teacher', progress=False).eval()
+    return s.eval(), embedded.create('teacher', progress=False, **(teacher or {})).eval()
 
 def eval_sets(n, severity):
     "The fixed test sets: domain -> (images, labels, is_shifted)."
@@ -218,7 +221,7 @@ def main(argv=None):
         print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); print_routing(a.out); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
-    student, teacher = load_models(a.student, a.residual_stages)
+    student, teacher = load_models(a.student, a.residual_stages, a.teacher)
     split, mh0 = multihead_for(student, blocks=a.blocks)
     print(f'student {a.student}: tuned {split.n_tuned:,} params = {split.frac_tuned:.1%}, heads {split.head_frac:.1%} of it '
           f'({split.head_blocks} block(s)); cut {split.cut}', flush=True)

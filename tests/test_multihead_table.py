@@ -42,3 +42,13 @@ def test_routing_bound_by_hand():
     assert best.acc_clean == 90 and best.nat_avg == 65 and best.corr_mean == pytest.approx(71)
     assert best.avg_shifts == pytest.approx((60 + 70 + 60 + 70 + 71) / 5)
     assert r.loc['routing: unclean head only'].acc_clean == 80 and r.loc['routing: clean head only'].corr_mean == 70
+
+def test_teacher_variant(monkeypatch, tmp_path):
+    "--teacher JSON: the teacher is the embedded one with those config overrides (trained here: 32 images, 1 epoch)."
+    monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
+    from robust_nb.models import small_cnn
+    a = T.parse(['--out', str(tmp_path), '--teacher', '{"width": 8, "n": 32, "epochs": 1}'])
+    _, teacher = T.load_models('resnet', teacher=a.teacher)
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(teacher) == n(small_cnn(10, width=8)) < n(T.load_models('resnet')[1])
+    with pytest.raises(SystemExit): T.parse(['--out', str(tmp_path), '--teacher', '{width: 8}'])
