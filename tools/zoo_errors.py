@@ -1,6 +1,6 @@
 """Measure the shipped zoo classifiers side by side: accuracy on photo images of a split, the corruption mean (15 at
-severity 3, or averaged over `--severities`), training-photo accuracy, and how often they err on the *same* images (a Bayes-error check: if every model
-fails on the same images, more training cannot help).
+severity 3, or averaged over `--severities`), training-photo accuracy, and how often they err on the *same* images (a
+Bayes-error check: if every model fails on the same images, more training cannot help).
 
     python tools/zoo_errors.py                                  # the shipped files of this checkout
     python tools/zoo_errors.py --rev da31d46                    # the files shipped at an earlier commit (git show)
