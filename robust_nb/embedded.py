@@ -273,10 +273,6 @@ def _trunk_from_resnet(trunk, resnet):
     for layer in trunk[4:]:
         for b in layer: b.load_state_dict(next(blocks).state_dict())
 
-def _hybrid_from_resnet(vit, resnet):
-    "`_trunk_from_resnet` into a hybrid ViT's `ResNetTrunkEmbed` trunk (same timm ResNet config); returns `vit`."
-    _trunk_from_resnet(vit.stages[0].patch_embed.backbone, resnet); return vit
-
 class _U8(torch.utils.data.Dataset):
     "uint8 images + labels as a Dataset of ([0,1] float image, label): a large corpus stays 4× smaller in memory."
     def __init__(self, x, y): self.x, self.y = x, y
@@ -309,7 +305,7 @@ def _init_resnet(stem, progress):
 
 def _train_vit(m, c, folder, progress):
     "`_train_photo`, after copying the trained embedded ResNet's first stages into a hybrid ViT's trunk when `stem.init` says so."
-    if (r := _init_resnet(c.get('stem'), progress)) is not None: _hybrid_from_resnet(m, r)
+    if (r := _init_resnet(c.get('stem'), progress)) is not None: _trunk_from_resnet(m.stages[0].patch_embed.backbone, r)
     return _train_photo(m, c, folder, progress)
 
 _PHOTO_CORPUS = dict(num_classes=NUM_CLASSES, size=32, n=60000, seed=0)

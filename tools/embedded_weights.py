@@ -90,7 +90,7 @@ def variant(name:str, cfg:dict, scratch:bool=False) -> dict:
     `scratch`: inside `embedded.from_scratch()`, so the default config too is the recipe's (trained or cached), not the shipped file."""
     t0 = time.perf_counter()
     with E.from_scratch() if scratch else contextlib.nullcontext(): m = classifier(name, E.create(name, **cfg))
-    f, shipped = E.cache_path(name, **cfg)/'train.json', not scratch and E._shipped(name, E.resolve(name, **cfg))
+    f, shipped = E.cache_path(name, **cfg)/'train.json', not scratch and E.weights_key(name, **cfg).startswith('shipped-')
     train = None if shipped or not f.exists() else json.loads(f.read_text()).get('train_s')
     out = dict(name=name, overrides=cfg, from_scratch=scratch, key=E.cache_key(name, **cfg), train_s=train, test=evaluate(m))
     out['val'] = evaluate(m, split='val')
