@@ -9,6 +9,7 @@
 
     python benchmarks/multihead_costs.py [--arch resnet|vit] [--n 512] [--epochs 10] [--frac 0.1 | --blocks 2] [--threads 2]
     python benchmarks/multihead_costs.py --selection-only --blocks 2 [--arch vit]     # part 2 only, untrained heads
+    python benchmarks/multihead_costs.py --selection-only --blocks 2 --branch-stages  # ResNet cut before each branch's last conv
 
    Part 2 also prints the overhead against the student whose head section takes the same class-token shortcut as the
    MC path (ViT: per-token head stages after a class-token pool run on that token only), so the two shortcuts are not
@@ -18,7 +19,7 @@ import argparse, os, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("ROBUST_NB_NO_PROGRESS", "1")
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from robust_nb.models import embedded_student, timm_classifier
+from robust_nb.models import embedded_student, timm_classifier, branch_stages
 from robust_nb.models import split_model
 from robust_nb.multihead import distill, tuning_set, Selected, MultiHead, _head_mc
 from robust_nb.losses import multihead_loss
@@ -78,10 +79,14 @@ if __name__ == "__main__":
     p.add_argument("--blocks", type=int, default=None, help="tune the last BLOCKS blocks instead of --frac")
     p.add_argument("--selection-only", action="store_true", help="only part 2, on untrained heads (FLOPs do not depend on weights)")
     p.add_argument("--batch", type=int, default=256); p.add_argument("--arch", default="resnet", choices=["resnet", "vit"])
+    p.add_argument("--branch-stages", action="store_true",
+                   help="resnet: cut every block before its branch's last conv (models.branch_stages), so a head can be that conv alone")
     a = p.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     split_kw = dict(blocks=a.blocks) if a.blocks else dict(frac=a.frac)
+    if a.branch_stages and a.arch != "resnet": p.error("--branch-stages is for --arch resnet (the ViT already splits at its residual branches)")
     st, te = embedded_student(10, arch=a.arch).eval(), small_teacher(10).eval()
+    if a.branch_stages: st = branch_stages(st)
     if a.selection_only:
         sp = split_model(st, **split_kw)
         print(f"student {a.arch}: {sp}")

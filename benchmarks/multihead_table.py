@@ -26,6 +26,7 @@ from robust_nb.corruptions import CORRUPTIONS, corrupt
 from robust_nb.metrics import f_correct
 from robust_nb.multihead import distill, mc_logits, select_head, head_scores, tuning_set, multihead_for, HEADS
 from robust_nb.baselines import apt
+from robust_nb.models import branch_stages
 from robust_nb.losses import SINGLE_HEAD
 
 NATURAL = ('v2', 'sketch', 'rendition', 'hard')
@@ -47,7 +48,8 @@ def parse(argv=None):
     p.add_argument('--blocks', type=int, default=2, help='blocks tuned (multi-head and APT); the heads take the last ≈ 1/5')
     p.add_argument('--residual-stages', action='store_true',
                    help="clip: split the tower at residual branches (attention, MLP) instead of whole blocks, so a head can be "
-                        "one MLP branch (the ViT student always splits so)")
+                        "one MLP branch (the ViT student always splits so); resnet: cut every block before its branch's last "
+                        "conv (models.branch_stages), so a head can be that conv")
     p.add_argument('--n-eval', type=int, default=250, help='test images per domain')
     p.add_argument('--severity', type=int, default=3)
     p.add_argument('--mc', type=int, default=10, help='MC-dropout samples N')
@@ -77,11 +79,13 @@ def clip_ve():
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
 def load_models(name, residual_stages=False, teacher:dict|None=None):
-    if residual_stages and name != 'clip': raise SystemExit(f"--residual-stages is for --student clip (vit already splits at branches), got {name}")
+    if residual_stages and name not in ('clip', 'resnet'):
+        raise SystemExit(f"--residual-stages is for --student clip or resnet (vit already splits at branches), got {name}")
     if name == 'clip-ve': s = clip_ve()
     else:
         s = embedded.create(name, progress=False)
         s = embedded.clip_zeroshot(s, residual_stages=residual_stages) if hasattr(s, 'encode_text') else s
+        if residual_stages and name == 'resnet': s = branch_stages(s)
     return s.eval(), embedded.create('teacher', progress=False, **(teacher or {})).eval()
 
 def eval_sets(n, severity):

@@ -20,8 +20,8 @@ __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Pr
            'ViTHead', 'CallHead', 'StagedModel', 'ClassMismatch', 'NewHeadWarning', 'read_weights', 'head_keys',
            'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
            'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
-           'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'DropAfter',
-           'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
+           'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'BranchIn', 'BranchOut',
+           'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -437,7 +437,7 @@ def register_tiny_clip(name:str='robust_nb-tiny-clip') -> str:
     return name
 
 # %% ../nbs/10_models.ipynb #a1a90f13
-BLOCK_KINDS = ('block', 'mlp')      # stage kinds that are a residual block (or, for timm ViTs, one residual branch)
+BLOCK_KINDS = ('block', 'mlp', 'conv')   # stage kinds that are a block unit: a residual block, a transformer's MLP branch, a ResNet branch's last conv
 
 @dataclass
 class Split:
@@ -519,6 +519,54 @@ def split_model(model:StagedModel, frac:float|None=None, blocks:int|None=None, h
     return Split(nn.Sequential(model.prep, *st[:cut]), nn.Sequential(*st[cut:hc]), nn.Sequential(*st[hc:]),
                  sum(sizes[cut:]), _numel([model]), cut, hc, sum(sizes[hc:]), sum(unit[cut:hc]), sum(unit[hc:]), tuple(kinds[cut:]))
 
+# %% ../nbs/10_models.ipynb #brst0ex
+def _stage_modules(b, names):
+    return nn.ModuleDict({n: getattr(b, n) for n in names if isinstance(getattr(b, n, None), nn.Module)})
+
+class BranchIn(nn.Module):
+    "A timm ResNet block up to its branch's last conv: `x -> cat([shortcut(x), h], 1)`, `h` what the last conv reads."
+    def __init__(self, b):
+        super().__init__()
+        from timm.models.resnet import Bottleneck
+        self.order = (['conv1', 'bn1', 'act1', 'conv2', 'bn2', 'drop_block', 'act2', 'aa'] if isinstance(b, Bottleneck)
+                      else ['conv1', 'bn1', 'drop_block', 'act1', 'aa'])
+        self.branch, self.downsample = _stage_modules(b, self.order), b.downsample
+    def shortcut(self, x): return x if self.downsample is None else self.downsample(x)
+    def forward(self, x):
+        h = x
+        for n in self.order:
+            if n in self.branch: h = self.branch[n](h)
+        return torch.cat([self.shortcut(x), h], 1)
+
+class BranchOut(nn.Module):
+    "The rest of the block on `BranchIn`'s output: `act(shortcut + drop_path(se(bn(conv(h)))))`."
+    def __init__(self, b):
+        super().__init__()
+        from timm.models.resnet import Bottleneck
+        last = 3 if isinstance(b, Bottleneck) else 2
+        self.conv, self.bn, self.act = getattr(b, f'conv{last}'), getattr(b, f'bn{last}'), getattr(b, f'act{last}')
+        self.se, self.drop_path, self.c = b.se, b.drop_path, self.conv.out_channels   # c: the shortcut's channels
+    def shortcut(self, t): return t[:, :self.c]
+    def forward(self, t):
+        b = self.bn(self.conv(t[:, self.c:]))
+        if self.se is not None: b = self.se(b)
+        if self.drop_path is not None: b = self.drop_path(b)
+        return self.act(b + t[:, :self.c])
+
+def branch_stages(model:StagedModel) -> StagedModel:
+    "`model` with every timm ResNet block cut before its branch's last conv (`BranchIn` + `BranchOut`), sharing its modules."
+    from timm.models.resnet import BasicBlock, Bottleneck
+    if not isinstance(model, StagedModel): raise TypeError(f"branch_stages needs a StagedModel, got {type(model).__name__}")
+    stages, kinds = [], []
+    for s, k in zip(model.stages, model.kinds):
+        if isinstance(s, (BasicBlock, Bottleneck)): stages += [BranchIn(s), BranchOut(s)]; kinds += ['block', 'conv']
+        else: stages.append(s); kinds.append(k)
+    if len(stages) == len(model.stages):
+        raise ValueError(f"{model.name or 'this model'} has no timm ResNet BasicBlock/Bottleneck to cut; branch_stages is for "
+                         "ResNets (transformers split at their residual branches with residual_stages=True)")
+    return StagedModel(model.prep, stages, kinds, model.name).train(model.training)
+
+
 # %% ../nbs/10_models.ipynb #c427b630
 class DropAfter(nn.Module):
     "`drop(fn(x))`: a branch-output slot that already holds a module (stochastic depth, layer scale) followed by dropout."
@@ -538,7 +586,7 @@ def _branch_slots(m):
     from timm.models.convnext import ConvNeXtBlock
     from timm.models.vision_transformer import Block
     from open_clip.transformer import ResidualAttentionBlock
-    if isinstance(m, (BasicBlock, Bottleneck, ConvNeXtBlock, Residual)): return ('drop_path',)
+    if isinstance(m, (BasicBlock, Bottleneck, ConvNeXtBlock, Residual, BranchOut)): return ('drop_path',)
     if isinstance(m, Block): return ('drop_path1', 'drop_path2')
     if isinstance(m, ResidualAttentionBlock): return ('ls_1', 'ls_2')
     return ()
@@ -576,6 +624,7 @@ def _merge(s):
     from timm.models.convnext import ConvNeXtBlock
     from timm.models.vision_transformer import Block
     if isinstance(s, Residual): return lambda t: t[0] + s.drop_path(t[1])
+    if isinstance(s, BranchOut): return lambda t: s.act(s.drop_path(t[1]) + t[0])
     if isinstance(s, BasicBlock): return lambda t: s.act2(s.drop_path(t[1]) + t[0])
     if isinstance(s, Bottleneck): return lambda t: s.act3(s.drop_path(t[1]) + t[0])
     if isinstance(s, ConvNeXtBlock): return lambda t: s.drop_path(t[1]) + t[0]

@@ -3,7 +3,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn.functional as F, timm, open_clip
 from robust_nb.models import (timm_classifier, clip_classifier, embedded_student, split_model, register_tiny_clip,
                               StagedModel, OPENAI_TEMPLATES, feasible_fracs, add_dropout, has_dropout, BLOCK_KINDS,
-                              DropAfter, Prep, LinearHead)
+                              DropAfter, Prep, LinearHead, branch_stages, BranchIn, BranchOut)
 
 
 def _n(m): return sum(p.numel() for p in m.parameters())
@@ -145,7 +145,7 @@ def families():
             "vit_blocks": timm_classifier("test_vit", 5, img_size=32, patch_size=8, residual_stages=False),
             "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=5),
             "clip_res": clip_classifier(register_tiny_clip(), head="linear", num_classes=5, residual_stages=True),
-            "embedded": embedded_student(5)}
+            "embedded": embedded_student(5), "embedded_br": branch_stages(embedded_student(5))}
 
 
 def test_block_granularity_per_family(families):
@@ -156,7 +156,7 @@ def test_block_granularity_per_family(families):
            "vit": len(timm.create_model("test_vit").blocks), "vit_blocks": len(timm.create_model("test_vit").blocks),
            "clip": open_clip.create_model(register_tiny_clip()).visual.transformer.layers,
            "clip_res": open_clip.create_model(register_tiny_clip()).visual.transformer.layers,
-           "embedded": 1 + 1 + 2 + 4}
+           "embedded": 1 + 1 + 2 + 4, "embedded_br": 1 + 1 + 2 + 4}
     for k, m in families.items():
         assert m.n_blocks == ref[k], k
         assert m.kinds.count("mlp") == (ref[k] if k in ("vit", "clip_res") else 0), k
@@ -207,7 +207,8 @@ def test_add_dropout_every_family(families):
         with torch.no_grad(): y0 = m(x)
         sites = add_dropout(m, 0.25)
         assert set(m.state_dict()) == keys, k                    # Identity/None slots: no new keys
-        assert all(has_dropout(s) for s, kk in zip(m.stages, m.kinds) if kk in BLOCK_KINDS + ("head",)), k
+        assert all(has_dropout(s) for s, kk in zip(m.stages, m.kinds)
+                   if kk in BLOCK_KINDS + ("head",) and not isinstance(s, BranchIn)), k   # a BranchIn's dropout is in its BranchOut
         assert not has_dropout(m.stages[0]) and len(sites) == len(set(sites))
         with torch.no_grad():
             torch.testing.assert_close(m(x), y0)                 # eval: dropout off
@@ -248,7 +249,7 @@ def test_branch_parts_equal_the_blocks_own_forward(families):
         m = copy.deepcopy(m0).eval(); add_dropout(m, 0.3)
         z = m.prep(x)
         for s, kind in zip(m.stages[:-1], m.kinds[:-1]):
-            if kind in BLOCK_KINDS:
+            if kind in BLOCK_KINDS and not isinstance(s, BranchIn):
                 det, sto = branch_parts(s)
                 with torch.no_grad():
                     s.train(); torch.manual_seed(7); y = s(z)                 # the block's own forward, dropout on
@@ -275,3 +276,31 @@ def test_clip_residual_stages_match_whole_blocks():
     with torch.no_grad(): torch.testing.assert_close(b(x), a(x))
     assert b.kinds == ["stem", "block", "mlp", "block", "mlp", "norm", "head"] and b.n_blocks == a.n_blocks == 2
     assert len(feasible_fracs(b)) > len(feasible_fracs(a))                            # finer cut points
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "resnet50"])              # BasicBlock, Bottleneck
+def test_branch_stages_same_function_shared_parameters(name):
+    torch.manual_seed(0)
+    a = timm_classifier(name, 4).eval(); b = branch_stages(a)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(b(x), a(x), atol=1e-5, rtol=1e-4)
+    assert b.kinds.count("block") == a.n_blocks == b.kinds.count("conv") and _n(b) == _n(a)
+    assert {id(p) for p in b.parameters()} == {id(p) for p in a.parameters()}       # views on the same modules
+    z = b.prep(x)
+    with torch.no_grad():
+        for i, s in enumerate(b.stages[:-1]):
+            y = s(z)
+            if isinstance(s, BranchIn):                                             # [shortcut(x); h], h read by the last conv
+                out = b.stages[i + 1]
+                assert isinstance(out, BranchOut) and y.shape[1] == out.c + out.conv.in_channels
+            z = y
+    with pytest.raises(ValueError, match="no timm ResNet"): branch_stages(timm_classifier("test_vit", 4, img_size=32, patch_size=8))
+    with pytest.raises(TypeError, match="needs a StagedModel"): branch_stages(timm.create_model("test_resnet"))
+
+
+def test_branch_stages_head_is_the_last_conv():
+    sp = split_model(branch_stages(embedded_student(10)), blocks=2)
+    whole = split_model(embedded_student(10), blocks=2)
+    assert sp.n_tuned == whole.n_tuned and sp.kinds == ("block", "conv", "block", "conv", "head")
+    assert sp.head_cut - sp.cut == 3 and isinstance(sp.head[0], BranchOut)          # head: block 8's last conv + pool + fc
+    assert 0.2 < sp.head_frac < 0.3 < 0.5 < whole.head_frac

@@ -1,7 +1,7 @@
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
-from robust_nb.models import embedded_student, timm_classifier, split_model
+from robust_nb.models import embedded_student, timm_classifier, split_model, branch_stages
 from robust_nb.losses import multihead_loss, kd_loss, VARIANTS
 from robust_nb.multihead import (MultiHead, mc_logits, select_head, head_scores, f_correct,
                                  tuning_set, TuningSet, distill, cache_features, Selected, head_report)
@@ -104,19 +104,20 @@ def _families():
     torch.manual_seed(0)
     return {"resnet": embedded_student(4), "vit": timm_classifier("test_vit", 4, img_size=32, patch_size=8),
             "clip": clip_classifier(register_tiny_clip(), head="linear", num_classes=4),
-            "clip_res": clip_classifier(register_tiny_clip(), head="zeroshot", class_names=list("abcd"), residual_stages=True)}
+            "clip_res": clip_classifier(register_tiny_clip(), head="zeroshot", class_names=list("abcd"), residual_stages=True),
+            "resnet_br": branch_stages(embedded_student(4))}
 
 
-@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res"])
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res", "resnet_br"])
 def test_dropout_in_shared_and_every_head(fam):
     st = _families()[fam]
     sp = split_model(st, blocks=2)
     mh = MultiHead(sp)
     assert sp.head_blocks >= 1 and sp.shared_blocks >= 1
     ns = len(sp.shared)
-    from robust_nb.models import has_dropout, BLOCK_KINDS
+    from robust_nb.models import has_dropout, BLOCK_KINDS, BranchIn
     for s, k in zip(mh.shared, sp.kinds[:ns]):
-        if k in BLOCK_KINDS: assert has_dropout(s), (fam, type(s).__name__)
+        if k in BLOCK_KINDS and not isinstance(s, BranchIn): assert has_dropout(s), (fam, type(s).__name__)
     for h in mh.heads:
         for s, k in zip(h, sp.kinds[ns:]):
             if k in BLOCK_KINDS + ("head",): assert has_dropout(s), (fam, type(s).__name__)
@@ -180,7 +181,7 @@ def test_mc_reruns_only_dropout_layers(small):
     with pytest.raises(ValueError, match="n ≥ 2"): mc_logits(mh, x, n=1)
 
 
-@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res"])
+@pytest.mark.parametrize("fam", ["resnet", "vit", "clip", "clip_res", "resnet_br"])
 def test_mc_shortcuts_compute_the_head(fam):
     # with dropout held off, the MC path (block cut at its dropout, class-token pruning) gives each head's own output
     from robust_nb.multihead import _head_mc
