@@ -107,3 +107,12 @@ def test_variant_from_scratch_trains_the_recipe(tmp_path, monkeypatch):
     assert scratch['key'] == shipped['key'] and scratch['from_scratch'] and shipped['train_s'] is None
     assert (E.cache_path('reference')/'model.safetensors').exists()
     assert scratch['test']['photo'] < shipped['test']['photo'] - 30               # untrained, against the shipped 67%
+
+def test_evaluate_counts_the_corrupted_images(monkeypatch):
+    "`corruptions_correct` is the exact count behind the rounded corruption mean (two models compare to the image)."
+    monkeypatch.setitem(W.EVAL, 'n', 20)
+    torch.manual_seed(0)
+    from robust_nb.models import small_cnn
+    out = W.evaluate(small_cnn(10, width=4))
+    assert isinstance(out['corruptions_correct'], int) and 0 <= out['corruptions_correct'] <= 15 * 20
+    assert abs(100 * out['corruptions_correct'] / (15 * 20) - out['corruptions']) <= 0.005
