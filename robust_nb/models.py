@@ -21,7 +21,8 @@ __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Pr
            'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
            'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'BranchIn', 'BranchOut',
-           'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'branch_parts', 'token_wise', 'pooled_token']
+           'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout', 'branch_parts', 'token_wise',
+           'pooled_token']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -520,22 +521,19 @@ def split_model(model:StagedModel, frac:float|None=None, blocks:int|None=None, h
                  sum(sizes[cut:]), _numel([model]), cut, hc, sum(sizes[hc:]), sum(unit[cut:hc]), sum(unit[hc:]), tuple(kinds[cut:]))
 
 # %% ../nbs/10_models.ipynb #brst0ex
-def _stage_modules(b, names):
-    return nn.ModuleDict({n: getattr(b, n) for n in names if isinstance(getattr(b, n, None), nn.Module)})
-
 class BranchIn(nn.Module):
     "A timm ResNet block up to its branch's last conv: `x -> cat([shortcut(x), h], 1)`, `h` what the last conv reads."
     def __init__(self, b):
         super().__init__()
         from timm.models.resnet import Bottleneck
-        self.order = (['conv1', 'bn1', 'act1', 'conv2', 'bn2', 'drop_block', 'act2', 'aa'] if isinstance(b, Bottleneck)
-                      else ['conv1', 'bn1', 'drop_block', 'act1', 'aa'])
-        self.branch, self.downsample = _stage_modules(b, self.order), b.downsample
+        order = (['conv1', 'bn1', 'act1', 'conv2', 'bn2', 'drop_block', 'act2', 'aa'] if isinstance(b, Bottleneck)
+                 else ['conv1', 'bn1', 'drop_block', 'act1', 'aa'])                 # the block's forward, up to its last conv
+        self.branch = nn.ModuleDict({n: getattr(b, n) for n in order if isinstance(getattr(b, n, None), nn.Module)})
+        self.downsample = b.downsample
     def shortcut(self, x): return x if self.downsample is None else self.downsample(x)
     def forward(self, x):
         h = x
-        for n in self.order:
-            if n in self.branch: h = self.branch[n](h)
+        for m in self.branch.values(): h = m(h)
         return torch.cat([self.shortcut(x), h], 1)
 
 class BranchOut(nn.Module):
@@ -605,6 +603,10 @@ def add_dropout(module:nn.Module, p:float=0.25) -> list:
 def has_dropout(m:nn.Module) -> bool:
     "Whether `m` contains an active (p > 0) `nn.Dropout`."
     return any(isinstance(d, nn.Dropout) and d.p > 0 for d in m.modules())
+
+def expects_dropout(stage:nn.Module, kind:str) -> bool:
+    "Whether `add_dropout` should leave a dropout in `stage`: every block unit and head, but a `BranchIn` (its block's sits in its `BranchOut`)."
+    return kind in BLOCK_KINDS + ('head',) and not isinstance(stage, BranchIn)
 
 # %% ../nbs/10_models.ipynb #c70cb3fc
 class _Captured(Exception):

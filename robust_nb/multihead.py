@@ -14,7 +14,7 @@ from accelerate.state import PartialState
 from safetensors.torch import save as st_save
 from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry, atomic_write_bytes, atomic_write_json, config_key
 from .augment import augmix, noise2net
-from .models import StagedModel, Split, split_model, HeadStage, BLOCK_KINDS, BranchIn, add_dropout, has_dropout, branch_parts, token_wise, pooled_token
+from .models import StagedModel, Split, split_model, HeadStage, add_dropout, has_dropout, expects_dropout, branch_parts, token_wise, pooled_token
 from .engine import fit
 from .metrics import f_correct
 from .losses import multihead_loss, VARIANTS, SINGLE_HEAD
@@ -32,9 +32,8 @@ def set_dropout(module:nn.Module, p:float) -> nn.Module:
     add_dropout(module, p); return module
 
 def _check_dropout(stages, kinds, where):
-    "Every tuned block unit and head stage carries dropout (a `BranchIn`'s sits in its `BranchOut`, at the branch output)."
-    bad = [type(s).__name__ for s, k in zip(stages, kinds)
-           if k in BLOCK_KINDS + ('head',) and not isinstance(s, BranchIn) and not has_dropout(s)]
+    "Every tuned stage that should carry dropout (`models.expects_dropout`) does."
+    bad = [type(s).__name__ for s, k in zip(stages, kinds) if expects_dropout(s, k) and not has_dropout(s)]
     if bad: raise TypeError(f"tuned stages in {where} carry no dropout after models.add_dropout: {', '.join(bad)}; add a rule "
                             "for their block type to models._branch_slots (or pass p=0 to tune without dropout)")
 

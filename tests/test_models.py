@@ -3,7 +3,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn.functional as F, timm, open_clip
 from robust_nb.models import (timm_classifier, clip_classifier, embedded_student, split_model, register_tiny_clip,
                               StagedModel, OPENAI_TEMPLATES, feasible_fracs, add_dropout, has_dropout, BLOCK_KINDS,
-                              DropAfter, Prep, LinearHead, branch_stages, BranchIn, BranchOut)
+                              DropAfter, Prep, LinearHead, branch_stages, BranchIn, BranchOut,
+                              expects_dropout)
 
 
 def _n(m): return sum(p.numel() for p in m.parameters())
@@ -207,8 +208,7 @@ def test_add_dropout_every_family(families):
         with torch.no_grad(): y0 = m(x)
         sites = add_dropout(m, 0.25)
         assert set(m.state_dict()) == keys, k                    # Identity/None slots: no new keys
-        assert all(has_dropout(s) for s, kk in zip(m.stages, m.kinds)
-                   if kk in BLOCK_KINDS + ("head",) and not isinstance(s, BranchIn)), k   # a BranchIn's dropout is in its BranchOut
+        assert all(has_dropout(s) for s, kk in zip(m.stages, m.kinds) if expects_dropout(s, kk)), k
         assert not has_dropout(m.stages[0]) and len(sites) == len(set(sites))
         with torch.no_grad():
             torch.testing.assert_close(m(x), y0)                 # eval: dropout off
@@ -249,7 +249,7 @@ def test_branch_parts_equal_the_blocks_own_forward(families):
         m = copy.deepcopy(m0).eval(); add_dropout(m, 0.3)
         z = m.prep(x)
         for s, kind in zip(m.stages[:-1], m.kinds[:-1]):
-            if kind in BLOCK_KINDS and not isinstance(s, BranchIn):
+            if expects_dropout(s, kind):                                # a block with dropout (a BranchIn has none)
                 det, sto = branch_parts(s)
                 with torch.no_grad():
                     s.train(); torch.manual_seed(7); y = s(z)                 # the block's own forward, dropout on
@@ -294,6 +294,8 @@ def test_branch_stages_same_function_shared_parameters(name):
                 out = b.stages[i + 1]
                 assert isinstance(out, BranchOut) and y.shape[1] == out.c + out.conv.in_channels
             z = y
+    i = b.kinds.index("block")                                                      # a BranchIn carries no dropout by design
+    assert not expects_dropout(b.stages[i], "block") and expects_dropout(b.stages[i + 1], "conv") and expects_dropout(a.stages[1], "block")
     with pytest.raises(ValueError, match="no timm ResNet"): branch_stages(timm_classifier("test_vit", 4, img_size=32, patch_size=8))
     with pytest.raises(TypeError, match="needs a StagedModel"): branch_stages(timm.create_model("test_resnet"))
 

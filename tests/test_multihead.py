@@ -115,9 +115,9 @@ def test_dropout_in_shared_and_every_head(fam):
     mh = MultiHead(sp)
     assert sp.head_blocks >= 1 and sp.shared_blocks >= 1
     ns = len(sp.shared)
-    from robust_nb.models import has_dropout, BLOCK_KINDS, BranchIn
+    from robust_nb.models import has_dropout, BLOCK_KINDS, expects_dropout
     for s, k in zip(mh.shared, sp.kinds[:ns]):
-        if k in BLOCK_KINDS and not isinstance(s, BranchIn): assert has_dropout(s), (fam, type(s).__name__)
+        if expects_dropout(s, k): assert has_dropout(s), (fam, type(s).__name__)
     for h in mh.heads:
         for s, k in zip(h, sp.kinds[ns:]):
             if k in BLOCK_KINDS + ("head",): assert has_dropout(s), (fam, type(s).__name__)
