@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_teacher.ipynb #201e7fe0
 from __future__ import annotations
-import json, os, shutil, time
+import inspect, json, os, shutil, time
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ from .engine import fit, seed_everything
 # %% auto #0
 __all__ = ['RECIPES', 'JSD_WEIGHT', 'AUGREG_SETTINGS', 'TEACHER_WIDTH', 'standard_loss', 'augmix_loss', 'augmix_deepaugment_loss',
            'FractalBank', 'pixmix_loss', 'augmix_pixmix_loss', 'randaugment_op', 'randaugment_batch', 'mixup_ce',
-           'randaugment_loss', 'augreg_loss', 'augreg_transform', 'small_teacher', 'robustify_teacher']
+           'randaugment_loss', 'augreg_loss', 'augreg_transform', 'small_teacher', 'check_recipe', 'robustify_teacher']
 
 # %% ../nbs/11_teacher.ipynb #8c9c3455
 RECIPES = Registry('teacher recipe')
@@ -161,21 +161,29 @@ def augreg_transform(size:int=224, setting:str='strong2'):
                      + ([] if m is None else [randaugment_op(2, m)]) + [T.ToTensor()])
 
 # %% ../nbs/11_teacher.ipynb #c3a314d1
-TEACHER_WIDTH = 24   # the embedded zoo's teacher width (137K parameters); `robust_nb.embedded` registers its teacher with it
+TEACHER_WIDTH = 20   # the embedded zoo's teacher width (95K parameters); `robust_nb.embedded` registers its teacher with it
 
 def small_teacher(num_classes:int, pretrained=None, width:int=TEACHER_WIDTH) -> nn.Module:
-    """The embedded zoo's small teacher architecture: `models.small_cnn` at `width` (default `TEACHER_WIDTH`, the zoo's teacher: 24 = 137K params), taking [0,1] images; `pretrained`: a state-dict file."""
+    """The embedded zoo's small teacher architecture: `models.small_cnn` at `width` (default `TEACHER_WIDTH`, the zoo's teacher: 20 = 95K params), taking [0,1] images; `pretrained`: a state-dict file."""
     from robust_nb.models import small_cnn
     m = small_cnn(num_classes, width=width)
     if pretrained: m.load_state_dict(safe_load(pretrained))
     return m
 
 # %% ../nbs/11_teacher.ipynb #2a087eba
+def check_recipe(recipe:str, recipe_kw:dict|None=None):
+    "Refuse an unknown `recipe`, or `recipe_kw` names its loss does not take, before anything is trained."
+    ps = inspect.signature(RECIPES[recipe]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in ps.values()): return       # it forwards the rest: checked when built
+    if bad := [k for k in (recipe_kw or {}) if k not in ps]:
+        raise TypeError(f"recipe {recipe!r} takes no argument(s) {bad} (got recipe_kw={recipe_kw}); its arguments: "
+                        f"{', '.join(ps) or 'none'}. Pass only those, or recipe_kw={{}} for its defaults")
+
 def robustify_teacher(model, data, recipe:str='augmix+deepaugment', recipe_kw:dict|None=None, seed:int=0, **fit_kwargs):
     """Train `model` on `data` with a robustness `recipe` (see `RECIPES`) through `robust_nb.engine.fit`; returns its
     `FitResult`. `model` is an `nn.Module`, or a builder `() -> nn.Module` called after seeding with `seed` (then two runs
     with one seed give identical weights); the recipe is built after the seed too."""
-    seed_everything(seed)
+    check_recipe(recipe, recipe_kw); seed_everything(seed)
     loss_fn = RECIPES[recipe](**(recipe_kw or {}))
     if not isinstance(model, nn.Module): model = model()
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module or a builder returning one, got {type(model).__name__}")
