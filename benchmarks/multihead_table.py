@@ -74,8 +74,9 @@ def clip_ve():
     from robust_nb.models import clip_classifier
     from robust_nb.baselines import linear_probe
     from robust_nb.synthetic import NUM_CLASSES
-    m = clip_classifier(embedded.CLIP_ARCH, head='linear', num_classes=NUM_CLASSES, clip=embedded.create('clip', progress=False))
-    torch.manual_seed(0)
+    clip = embedded.create('clip', progress=False)
+    torch.manual_seed(0)        # before the linear head is built: torch seeds each process at random, so one VE student per run
+    m = clip_classifier(embedded.CLIP_ARCH, head='linear', num_classes=NUM_CLASSES, clip=clip)
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
 def load_models(name, residual_stages=False, teacher:dict|None=None):

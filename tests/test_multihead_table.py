@@ -52,3 +52,10 @@ def test_teacher_variant(monkeypatch, tmp_path):
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(teacher) == n(small_cnn(10, width=8)) < n(T.load_models('resnet')[1])
     with pytest.raises(SystemExit): T.parse(['--out', str(tmp_path), '--teacher', '{width: 8}'])
+
+def test_clip_ve_student_does_not_depend_on_the_process_rng(monkeypatch):
+    "torch seeds every process at random: the VE student (linear head + probe) must be seeded before its head is built."
+    monkeypatch.setattr(T, 'LP_N', 16); monkeypatch.setattr(T, 'LP_EPOCHS', 1)
+    torch.manual_seed(1); a = T.clip_ve().stages[-1].fc.weight
+    torch.manual_seed(2); torch.rand(7); b = T.clip_ve().stages[-1].fc.weight
+    assert torch.equal(a, b)
