@@ -54,7 +54,7 @@ def test_reconstruction_hand_computed():
     mse, psnr = W.reconstruction(Shift(), torch.zeros(3, 3, 4, 4), bs=2)
     assert mse == pytest.approx(0.01) and psnr == pytest.approx(20.0)
 
-@pytest.mark.skipif(not os.environ.get('ROBUST_NB_SLOW'), reason="set ROBUST_NB_SLOW=1 to re-train the teacher (about 15 min on 1 CPU thread)")
+@pytest.mark.skipif(not os.environ.get('ROBUST_NB_SLOW'), reason="set ROBUST_NB_SLOW=1 to re-train the teacher (about 25 min on 1 CPU thread)")
 def test_retrained_teacher_matches_record(monkeypatch, tmp_path):
     monkeypatch.setenv('ROBUST_NB_CACHE', str(tmp_path))
     spec, c = E.MODELS['teacher'], E.resolve('teacher')
