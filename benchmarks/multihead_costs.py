@@ -10,6 +10,10 @@
     python benchmarks/multihead_costs.py [--arch resnet|vit] [--n 512] [--epochs 10] [--frac 0.1 | --blocks 2] [--threads 2]
     python benchmarks/multihead_costs.py --selection-only --blocks 2 [--arch vit]     # part 2 only, untrained heads
     python benchmarks/multihead_costs.py --selection-only --blocks 2 --branch-stages  # ResNet cut before each branch's last conv
+    python benchmarks/multihead_costs.py --selection-only --blocks 2 --arch clip [--residual-stages]   # Table 1's student
+    python benchmarks/multihead_costs.py --selection-only --frac 0.05 --arch open_clip:ViT-L-14 [--residual-stages]
+                                                     # paper scale: a real architecture, randomly initialised, 224 px,
+                                                     # 1000 classes (timm:NAME or open_clip:NAME; FLOPs only)
 
    Part 2 also prints the overhead against the student whose head section takes the same class-token shortcut as the
    MC path (ViT: per-token head stages after a class-token pool run on that token only), so the two shortcuts are not
@@ -18,7 +22,7 @@
 import argparse, os, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("ROBUST_NB_NO_PROGRESS", "1")
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from robust_nb.evaluate import count_flops
 from robust_nb.models import embedded_student, timm_classifier, branch_stages
 from robust_nb.models import split_model
 from robust_nb.multihead import distill, tuning_set, Selected, MultiHead, _head_mc
@@ -32,9 +36,7 @@ def small_teacher(n):
     except ImportError: return timm_classifier("test_resnet", n)
 
 
-def flops(f, x):
-    with FlopCounterMode(display=False) as fc: f(x)
-    return fc.get_total_flops()
+def flops(f, x): return count_flops(f, x)       # attention counted in full (the fused kernels count 0)
 
 
 def train_flops(st, te, split_kw, b=32):
@@ -56,18 +58,35 @@ def latency(f, x, reps=5):
     return sorted(ts)[len(ts) // 2]
 
 
-def selection_costs(st, mh, batch):
+def paper_scale(arch:str, residual_stages:bool):
+    "A randomly initialised real architecture (`timm:NAME` or `open_clip:NAME`) with 1000 classes, and its image size."
+    if arch == "clip":           # the zoo's CLIP under its zero-shot head: the student of the multi-head Table 1
+        from robust_nb.embedded import clip_zeroshot
+        st = clip_zeroshot(residual_stages=residual_stages)
+        return st.eval(), 32
+    lib, name = arch.split(":", 1)
+    if lib == "timm":
+        st = timm_classifier(name, 1000, residual_stages=residual_stages)
+    elif lib == "open_clip":     # a linear head costs what the zero-shot head costs (one D x 1000 product) without the text tower
+        from robust_nb.models import clip_classifier
+        st = clip_classifier(name, head="linear", num_classes=1000, residual_stages=residual_stages)
+    else: raise SystemExit(f"--arch {arch!r}: use resnet, vit, clip, timm:NAME or open_clip:NAME")
+    return st.eval(), st.prep.size[-1] if getattr(st.prep, "size", None) else 224
+
+
+def selection_costs(st, mh, batch, size=32, timing=True):
     "Head selection (eq. 6, N=10) vs the plain student and vs the student with the same class-token shortcut: FLOPs, latency."
-    sel, x = Selected(mh.eval(), n=10), torch.rand(batch, 3, 32, 32)
+    sel, x = Selected(mh.eval(), n=10), torch.rand(batch, 3, size, size)
     def shortcut_student(x):
         z = mh.shared(mh.features(x))
         return _head_mc(mh.heads[0], z, 1, stochastic=False)
     with torch.no_grad():
         f0, f1, f2 = flops(st, x), flops(sel, x), flops(shortcut_student, x)
-        l0, l1 = latency(st, x), latency(sel, x)
     print(f"inference FLOPs/img: student {f0 / batch / 1e6:.2f} M | multi-head + eq. 6 (N=10) {f1 / batch / 1e6:.2f} M "
           f"| overhead {100 * (f1 / f0 - 1):+.2f}%   goal <= 5%")
     print(f"  vs the student with the same class-token shortcut ({f2 / batch / 1e6:.2f} M): {100 * (f1 / f2 - 1):+.2f}%")
+    if not timing: return
+    with torch.no_grad(): l0, l1 = latency(st, x), latency(sel, x)
     print(f"inference latency (batch {batch}): student {1000 * l0:.1f} ms | multi-head {1000 * l1:.1f} ms "
           f"| overhead {100 * (l1 / l0 - 1):+.1f}%")
 
@@ -78,13 +97,25 @@ if __name__ == "__main__":
     p.add_argument("--frac", type=float, default=0.1); p.add_argument("--threads", type=int, default=2)
     p.add_argument("--blocks", type=int, default=None, help="tune the last BLOCKS blocks instead of --frac")
     p.add_argument("--selection-only", action="store_true", help="only part 2, on untrained heads (FLOPs do not depend on weights)")
-    p.add_argument("--batch", type=int, default=256); p.add_argument("--arch", default="resnet", choices=["resnet", "vit"])
+    p.add_argument("--batch", type=int, default=None, help="default 256 (embedded), 1 (timm:/open_clip:, FLOPs only)")
+    p.add_argument("--arch", default="resnet", help="resnet | vit (untrained embedded students) | clip (the zoo's CLIP, zero-shot) | timm:NAME | open_clip:NAME (random init)")
+    p.add_argument("--residual-stages", action="store_true", help="timm:/open_clip: transformers split at residual branches")
     p.add_argument("--branch-stages", action="store_true",
                    help="resnet: cut every block before its branch's last conv (models.branch_stages), so a head can be that conv alone")
     a = p.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     split_kw = dict(blocks=a.blocks) if a.blocks else dict(frac=a.frac)
-    if a.branch_stages and a.arch != "resnet": p.error("--branch-stages is for --arch resnet (the ViT already splits at its residual branches)")
+    if a.branch_stages and a.arch not in ("resnet",) and not a.arch.startswith("timm:resnet"):
+        p.error("--branch-stages is for ResNets (transformers split at their residual branches with --residual-stages)")
+    if ":" in a.arch or a.arch == "clip":
+        if not a.selection_only: p.error("clip, timm: and open_clip: architectures are for --selection-only (FLOPs of head selection)")
+        st, size = paper_scale(a.arch, a.residual_stages)
+        if a.branch_stages: st = branch_stages(st)
+        sp = split_model(st, **split_kw)
+        print(f"student {a.arch} ({'the zoo weights, 32 px, 10 classes' if a.arch == 'clip' else f'random init, {size} px, 1000 classes'}): {sp}")
+        selection_costs(st, MultiHead(sp), a.batch or 1, size, timing=False); raise SystemExit
+    if a.arch not in ("resnet", "vit"): p.error(f"--arch {a.arch!r}: use resnet, vit, clip, timm:NAME or open_clip:NAME")
+    a.batch = a.batch or 256
     st, te = embedded_student(10, arch=a.arch).eval(), small_teacher(10).eval()
     if a.branch_stages: st = branch_stages(st)
     if a.selection_only:

@@ -22,7 +22,7 @@ from .data import Shift, Suite, imagenet_p
 __all__ = ['SHIFT_COLUMNS', 'ATTACKS', 'model_fingerprint', 'shift_fingerprint', 'as_logits', 'check_classes', 'evaluate_shift',
            'Results', 'resolve_baseline', 'evaluate', 'evaluate_perturbations', 'evaluate_imagenet_p',
            'evaluate_perturbation_shift', 'fgsm', 'pgd', 'autoattack', 'adversarial_shift', 'adversarial_suite',
-           'count_params', 'flops', 'latency', 'train_ms_per_img']
+           'count_params', 'count_flops', 'flops', 'latency', 'train_ms_per_img']
 
 # %% ../nbs/12_evaluate.ipynb #a6eeab9e
 def _h(*parts) -> str:
@@ -529,16 +529,26 @@ def _input(model, input_size, x):
     size = size if len(size) == 4 else (1, 3, *size[-2:])
     return torch.rand(size, device=_device_of(model, None))
 
+def count_flops(fn, *args, **kwargs) -> int:
+    """Total FLOPs of `fn(*args, **kwargs)` (backward passes inside `fn` included) by `FlopCounterMode`, with attention
+    on paths it sees: the fused CPU kernels (`nn.MultiheadAttention`'s inference fast path, SDPA's flash kernel) count 0,
+    so the count runs with the fast path off and SDPA's math kernel, which compute the same outputs."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc: fn(*args, **kwargs)
+    finally: torch.backends.mha.set_fastpath_enabled(fast)
+    return fc.get_total_flops()
+
 @torch.no_grad()
 def flops(model:nn.Module, input_size=(1, 3, 224, 224), x=None) -> dict:
-    "FLOPs of one forward pass per image: dict(flops=..., macs=..., gflops=...) via `FlopCounterMode`."
-    from torch.utils.flop_counter import FlopCounterMode
+    "FLOPs of one forward pass per image (`count_flops`): dict(flops=..., macs=..., gflops=...)."
     x = _input(model, input_size, x)
     was = model.training; model.eval()
-    try:
-        with FlopCounterMode(display=False) as fc: model(x)
+    try: f = count_flops(model, x) / len(x)
     finally: model.train(was)
-    f = fc.get_total_flops() / len(x)
     return dict(flops=int(f), macs=int(f // 2), gflops=f / 1e9)
 
 def _sync(dev):
