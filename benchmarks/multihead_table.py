@@ -59,6 +59,10 @@ def parse(argv=None):
                    help="Table 1's other baselines, trained on D^a's images and labels with the same epochs/batch/lr: "
                         "lp (linear probe), ft (full fine-tuning), vpt (5 shallow prompt tokens + classifier; ViT/CLIP only), "
                         "wise_ft (WiSE-FT end-to-end at alpha 0.5 of ft)")
+    p.add_argument('--augment', default='augmix-noise2net', choices=['augmix-noise2net', 'imagenet-c'],
+                   help="D^a's augmented copies: the paper's AugMix | Noise2Net halves (default), or 'imagenet-c', a "
+                        "DIAGNOSTIC that draws them from the 15 test corruptions at severities 1-5 (it trains on the test "
+                        "corruption family, so its corruption columns are not held out; the natural shifts still are)")
     p.add_argument('--teacher', type=json.loads, default={}, metavar='JSON',
                    help='config overrides of the embedded teacher, e.g. \'{"epochs": 10}\' (trained now unless cached; '
                         'default: the shipped teacher)')
@@ -68,6 +72,17 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 LP_N, LP_EPOCHS = 5000, 10
+
+def imagenet_c_augment(x, generator=None):
+    "D^a copies from the test corruption family (the `--augment imagenet-c` diagnostic): one of 15 corruptions per chunk, severity 1-5."
+    chunks = torch.arange(len(x)).chunk(len(CORRUPTIONS))
+    order = torch.randperm(len(CORRUPTIONS), generator=generator)
+    sev = torch.randint(1, 6, (len(chunks),), generator=generator)
+    out = torch.empty_like(x)
+    for k, idx in enumerate(chunks): out[idx] = corrupt(x[idx], CORRUPTIONS[order[k]], int(sev[k]), generator=generator)
+    return out
+
+AUGMENT = {'augmix-noise2net': None, 'imagenet-c': imagenet_c_augment}
 
 def clip_ve():
     "The embedded CLIP's image tower + a linear classifier trained on frozen features of LP_N clean photos (the VE student)."
@@ -242,7 +257,8 @@ def main(argv=None):
         ts = None
         def data():
             nonlocal ts
-            if ts is None: ts = tuning_set(*render('photo', a.n_tune, size=32, seed=seed + 1, split='train'), a=0.5, seed=seed)
+            if ts is None: ts = tuning_set(*render('photo', a.n_tune, size=32, seed=seed + 1, split='train'), a=0.5, seed=seed,
+                                           augment=AUGMENT[a.augment])
             return ts
         kw = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=seed)
         for v in a.variants:

@@ -101,7 +101,7 @@ def finetune(model:StagedModel, data, **kw) -> Tuned:
 
 def apt(model:StagedModel, data, frac:float|None=None, blocks:int|None=None, **kw) -> Tuned:
     "APT: the method's tunable layers (same split) trained directly on the augmented set with cross-entropy, no heads, no KD."
-    if frac is None and blocks is None: frac = 0.1
+    if frac is None and blocks is None: blocks = 2              # the layers `multihead.distill` tunes by default
     return tune(model, data, cut=split_model(model, frac=frac, blocks=blocks).cut, **kw)
 
 # %% ../nbs/16_baselines.ipynb #f44abe35

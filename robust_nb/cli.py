@@ -10,12 +10,12 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET_TRAIN_LAYOUT', 'IMAGENET_SUITE_LAYOUT',
-           'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'PRESET_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES', 'TOOLS',
-           'CLIError', 'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights', 'class_mismatch',
-           'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes', 'resolve_data',
-           'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main', 'distill_main',
-           'dad_generate_main', 'dad_train_main', 'baselines_main', 'eval_main', 'quickstart_main', 'deepaugment_main',
-           'main']
+           'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'SPLITS', 'PRESET_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES',
+           'TOOLS', 'CLIError', 'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights',
+           'class_mismatch', 'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes',
+           'resolve_data', 'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main',
+           'split_student', 'tuned_blocks', 'distill_main', 'dad_generate_main', 'dad_train_main', 'baselines_main',
+           'eval_main', 'quickstart_main', 'deepaugment_main', 'main']
 
 # %% ../nbs/21_cli.ipynb #h2cli006
 class CLIError(Exception):
@@ -186,7 +186,7 @@ def load_weights(model, file, new_head:bool=False, arch:str='the model'):
 
 
 # %% ../nbs/21_cli.ipynb #h2cli022
-def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
+def _timm_model(name:str, num_classes, file, new_head:bool, what:str, residual_stages:bool=True):
     import timm
     from robust_nb.models import timm_classifier
     if name not in timm.list_models():
@@ -195,9 +195,9 @@ def _timm_model(name:str, num_classes, file, new_head:bool, what:str):
     if file is None:
         if num_classes is None: raise CLIError(f"{what} timm:{name} needs a class count: give it data, or a weights file (timm:{name}@<file>)")
         _note(f"{what} timm:{name} has no weights file: its weights are randomly initialised")
-        return timm_classifier(name, num_classes)
+        return timm_classifier(name, num_classes, residual_stages=residual_stages)
     if not Path(file).is_file(): raise FileNotFoundError(f"{what} weights file {file} does not exist; check the path after '@'")
-    with strict_loading(what): return timm_classifier(name, num_classes, pretrained=file, new_head=new_head)
+    with strict_loading(what): return timm_classifier(name, num_classes, pretrained=file, new_head=new_head, residual_stages=residual_stages)
 
 def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
     import open_clip
@@ -225,8 +225,12 @@ def _distilled_model(file, num_classes, what:str, rule:str='ours'):
     if num_classes is not None and nc is not None and nc != num_classes:
         raise CLIError(f"{what} distilled:{p} predicts {nc} classes but the data has {num_classes}; evaluate it on data with its {nc} classes")
     s = parse_spec(ck['student'], what)                       # the architecture only: every weight comes from the file
-    st = (_timm_model(s.name, nc, None, False, what) if s.kind == 'timm' else _embedded_model(s.name, False, what, nc) if s.kind == 'embedded'
-          else _clip_model(s.name, None, nc, None, 'linear', what))
+    split = ck.get('split')                                   # None: written before --split, staged as the library builds it
+    st = (_timm_model(s.name, nc, None, False, what, residual_stages=split != 'blocks') if s.kind == 'timm'
+          else _embedded_model(s.name, False, what, nc) if s.kind == 'embedded' else _clip_model(s.name, None, nc, None, 'linear', what))
+    if split == 'branches':
+        from robust_nb.models import branch_split
+        st = branch_split(st)
     blocks = ck.get('blocks')
     _, mh = multihead_for(st, frac=None if blocks else ck.get('split_frac', ck.get('frac')), blocks=blocks, p=ck.get('p', 0.25))
     from robust_nb.models import check_weights, _shapes
@@ -235,11 +239,12 @@ def _distilled_model(file, num_classes, what:str, rule:str='ours'):
     return Selected(mh.eval(), rule)
 
 def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head:str='linear', new_head:bool=False,
-                  pretrained:bool=True, what:str='--model', rule:str='ours'):
-    "The model named by `spec` (see `MODEL_FORMS`), with `num_classes` outputs checked against its weights."
+                  pretrained:bool=True, what:str='--model', rule:str='ours', residual_stages:bool=True):
+    """The model named by `spec` (see `MODEL_FORMS`), with `num_classes` outputs checked against its weights.
+    `residual_stages=False`: a timm ViT staged at whole blocks (see `models.timm_classifier`)."""
     s = parse_spec(spec, what)
     if s.kind == 'distilled': return _distilled_model(s.file, num_classes, what, rule)
-    if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what)
+    if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what, residual_stages)
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
     if s.file is not None: load_weights(m, s.file, arch=f"embedded:{s.name}")
@@ -564,6 +569,7 @@ def teacher_main(argv=None) -> None:
 
 # %% ../nbs/21_cli.ipynb #h2cli038
 VARIANT_NAMES = ('ours', 'wo_kd', 'only_kd', 'single_teacher', 'combined_only')   # robust_nb.multihead.VARIANTS
+SPLITS = ('branches', 'blocks')
 
 def _distill_parser():
     p = _parser('robust_nb_distill', "Multi-head uncertainty-aware distillation: tune a slice of a large student with a small robust "
@@ -573,9 +579,10 @@ def _distill_parser():
                 f"""examples:
   # the embedded benchmark (cached pre-trained student, cached robust small teacher):
   robust_nb_distill --out distilled.pt && robust_nb_eval --model distilled:distilled.pt
-  # ImageNet: a CLIP ViT-B/16 student with a linear head, a robustified ResNet-50 teacher, 10% of the student tuned:
+  # ImageNet: a CLIP ViT-B/16 student with a linear head, a robustified ResNet-50 teacher, its last 2 of 12 blocks tuned
+  # (17%; the heads are the last MLP branch, 37% of the tuned part):
   robust_nb_distill --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin --teacher timm:resnet50@/runs/rn50-augmix/teacher.pt \\
-      --data /data/imagenet/train --classes imagenet --size 224 --frac 0.1 --epochs 10 --workers 8 \\
+      --data /data/imagenet/train --classes imagenet --size 224 --blocks 2 --epochs 10 --workers 8 \\
       --mixed-precision bf16 --out /runs/vitb16-mh.pt
   # the same on 8 GPUs (feature shards and batches split between the processes):
   accelerate launch --num_processes 8 -m robust_nb.cli distill --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin \\
@@ -590,8 +597,13 @@ A rerun of the same command resumes (feature shards, then training); other setti
     p.add_argument('--n', type=_int(1), default=None, help="use the first N clean images (default: 8000 embedded, all of a folder or file)")
     p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 32 embedded, 224 ImageFolder)")
     g = p.add_argument_group('method')
-    g.add_argument('--frac', type=_float(0, 1), default=0.1, help="fraction of the student's parameters tuned")
-    g.add_argument('--blocks', type=_int(1), default=None, help="tune the last N blocks instead (overrides --frac)")
+    g.add_argument('--blocks', type=_int(1), default=None, help="tune the student's last N whole blocks (default 2 unless --frac is given: "
+                   "M_s and the heads each get at least a block's last branch)")
+    g.add_argument('--frac', type=_float(0, 1), default=None, help="tune this fraction of the student's parameters instead, at the "
+                   "nearest split the staging allows (--blocks overrides it)")
+    g.add_argument('--split', choices=SPLITS, default='branches', help="'branches' (default): cut the student at every residual branch "
+                   "(models.branch_split: transformer attention | MLP, ResNet blocks before their last conv), so each head is the "
+                   "last branch, nearer the paper's fifth, and its MC samples re-run no layer; 'blocks': whole blocks")
     g.add_argument('--da-frac', type=_float(0, 1), default=0.5, help="fraction of D^a used (the paper's a)")
     g.add_argument('--variant', choices=VARIANT_NAMES, default='ours', help="the method or one of the paper's ablations")
     t = p.add_argument_group('training')
@@ -609,12 +621,27 @@ A rerun of the same command resumes (feature shards, then training); other setti
     o.add_argument('--out', default='distilled.pt', help="output checkpoint (MultiHead state dict + config); results JSON beside it (<out>.json)")
     return _common(p)
 
+def split_student(st, split:str, spec:str):
+    "The student staged for `--split`: 'branches' cuts it at every residual branch (`models.branch_split`), 'blocks' keeps whole blocks."
+    from robust_nb.models import branch_split
+    if split == 'branches': return branch_split(st)
+    if any(k in ('mlp', 'conv') for k in st.kinds):
+        raise CLIError(f"--student {spec} comes staged at its residual branches, so --split blocks cannot give it whole blocks; "
+                       "use --split branches (the default)")
+    return st
+
+def tuned_blocks(a) -> tuple:
+    "`(frac, blocks)` for `distill`/`apt`: --blocks, else --frac, else the last 2 blocks."
+    if a.blocks: return None, a.blocks
+    return (a.frac, None) if a.frac else (None, 2)
+
 def _distill_models(a, d, nc):
-    "Student (a staged model) and teacher for `_distill`, their class counts checked against the data's."
+    "Student (a staged model, split as --split asks) and teacher for `_distill`, their class counts checked against the data's."
     from robust_nb.models import StagedModel
     _seed(a.seed)
-    st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student')
+    st = resolve_model(a.student, nc, d.names, new_head=a.new_head, what='--student', residual_stages=a.split == 'branches')
     if not isinstance(st, StagedModel): raise CLIError(f"--student {a.student} is not a staged timm/CLIP model; use embedded:resnet, timm:<name> or clip:<arch>")
+    st = split_student(st, a.split, a.student)
     te = resolve_model(a.teacher, nc, d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
     _check_class_counts(d, nc, student=(a.student, st), teacher=(a.teacher, te))
     return st, te
@@ -631,7 +658,8 @@ def _distill(a):
         nc = num_data_classes(d)
         st, te = _distill_models(a, d, nc)
         from robust_nb.multihead import distill
-        r = distill(st, te, d.data, frac=None if a.blocks else a.frac, blocks=a.blocks, a=a.da_frac, epochs=a.epochs, max_steps=a.max_steps,
+        frac, blocks = tuned_blocks(a)
+        r = distill(st, te, d.data, frac=frac, blocks=blocks, a=a.da_frac, epochs=a.epochs, max_steps=a.max_steps,
                     batch_size=a.batch_size, lr=a.lr, variant=a.variant, cache=not a.no_cache, cache_budget=int(a.cache_budget_gb * 2**30),
                     cache_path=feats, num_workers=a.workers, seed=a.seed, device=device, ckpt_dir=ckpt, ckpt_every=a.ckpt_every,
                     mixed_precision=a.mixed_precision, accelerator=_accelerator(device, a.mixed_precision))
@@ -639,7 +667,7 @@ def _distill(a):
         from robust_nb.core import atomic_save
         info = dict(student=a.student, teacher=a.teacher, frac=r.split.frac_tuned, variant=a.variant, n_tuned=r.split.n_tuned,
                     n_total=r.split.n_total, ms_per_img=r.ms_per_img, num_classes=nc, class_names=d.names,
-                    blocks=a.blocks, split_frac=None if a.blocks else a.frac, p=0.25)   # what distilled:<out> rebuilds it from
+                    blocks=blocks, split_frac=frac, split=a.split, p=0.25)   # what distilled:<out> rebuilds it from
         atomic_save({'state_dict': r.model.state_dict(), **info}, out)
         _write_json(dict(config=vars(a), **info, n_images=_n_items(d), train_s=r.train_s, cache_s=r.cache_s, n_seen=r.n_seen,
                          final_loss=r.history[-1]['loss'] if r.history else None), out.with_suffix(out.suffix + '.json'))
@@ -790,7 +818,7 @@ def _baselines_parser():
                 "method's tuned slice, cross-entropy only), linear probe, full fine-tuning, WiSE-FT (fine-tune, then "
                 "interpolate the weights with --alpha) and VPT (prompt tokens; ViT students). Resumable.",
                 f"""examples:
-  # the embedded benchmark: APT on the embedded ResNet student (10% of it tuned):
+  # the embedded benchmark: APT on the embedded ResNet student (its last 2 blocks tuned, as robust_nb_distill's default):
   robust_nb_baselines --method apt --out apt.pt
   # ImageNet: WiSE-FT (alpha 0.5) of a CLIP ViT-B/16 fine-tuned end to end on 64,000 train images:
   robust_nb_baselines --method wise_ft --alpha 0.5 --student clip:ViT-B-16@/weights/ViT-B-16-openai.bin \\
@@ -808,8 +836,9 @@ The images are read into memory (robust_nb.baselines trains on tensors): cap a f
     p.add_argument('--size', type=_int(1), default=None, help="image size in px (default: 32 embedded, 224 ImageFolder)")
     g = p.add_argument_group('method')
     g.add_argument('--da-frac', type=_float(0, 1), default=0.5, help="fraction of D^a used (the paper's a), as for robust_nb_distill")
-    g.add_argument('--frac', type=_float(0, 1), default=0.1, help="apt: fraction of the student's parameters tuned")
-    g.add_argument('--blocks', type=_int(1), default=None, help="apt: tune the last N blocks instead (overrides --frac)")
+    g.add_argument('--blocks', type=_int(1), default=None, help="apt: tune the student's last N whole blocks (default 2 unless --frac "
+                   "is given: the layers robust_nb_distill tunes by default)")
+    g.add_argument('--frac', type=_float(0, 1), default=None, help="apt: tune this fraction of the student's parameters instead (--blocks overrides it)")
     g.add_argument('--alpha', type=_float(0, 1, lo_open=False), default=0.5, help="wise_ft: weight of the fine-tuned model, θ = (1-α)·θ0 + α·θft")
     g.add_argument('--wise-variant', choices=('e2e', 'linear'), default='e2e', help="wise_ft: fine-tune end to end or only the classifier")
     g.add_argument('--tokens', type=_int(1), default=5, help="vpt: prompt tokens")
@@ -842,7 +871,9 @@ def _check_vpt(a, st):
 def _run_baseline(a, st, ts, kw):
     "The `robust_nb.baselines` call for `a.method`: (tuned model, its `Tuned` record)."
     from robust_nb import baselines as B
-    if a.method == 'apt': r = B.apt(st, ts, frac=None if a.blocks else a.frac, blocks=a.blocks, **kw)
+    if a.method == 'apt':
+        frac, blocks = tuned_blocks(a)
+        r = B.apt(st, ts, frac=frac, blocks=blocks, **kw)
     elif a.method == 'linear_probe': r = B.linear_probe(st, ts, **kw)
     elif a.method == 'finetune': r = B.finetune(st, ts, **kw)
     elif a.method == 'vpt': r = B.vpt(st, ts, tokens=a.tokens, deep=a.deep, **kw)

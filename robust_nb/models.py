@@ -21,8 +21,8 @@ __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Pr
            'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
            'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'BranchIn', 'BranchOut',
-           'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout', 'branch_parts', 'token_wise',
-           'pooled_token']
+           'branch_stages', 'branch_split', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout',
+           'branch_parts', 'token_wise', 'pooled_token']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
 class Prep(nn.Module):
@@ -564,6 +564,24 @@ def branch_stages(model:StagedModel) -> StagedModel:
                          "ResNets (transformers split at their residual branches with residual_stages=True)")
     return StagedModel(model.prep, stages, kinds, model.name).train(model.training)
 
+
+# %% ../nbs/10_models.ipynb #1dec0f36
+def branch_split(model:StagedModel) -> StagedModel:
+    """`model` cut at every residual branch, sharing its modules: ResNet blocks before their last conv (`BranchIn`,
+    `BranchOut`), timm ViT and open_clip transformer blocks into attention and MLP branches. Stages already cut stay."""
+    from timm.models.resnet import BasicBlock, Bottleneck
+    from timm.models.vision_transformer import Block
+    try: from open_clip.transformer import ResidualAttentionBlock
+    except ImportError: ResidualAttentionBlock = ()
+    if not isinstance(model, StagedModel): raise TypeError(f"branch_split needs a StagedModel, got {type(model).__name__}")
+    stages, kinds = [], []
+    for s, k in zip(model.stages, model.kinds):
+        if isinstance(s, (BasicBlock, Bottleneck)): ss, ks = [BranchIn(s), BranchOut(s)], ['block', 'conv']
+        elif type(s) is Block: ss, ks = _vit_blocks([s], True)
+        elif ResidualAttentionBlock and isinstance(s, ResidualAttentionBlock): ss, ks = _clip_blocks([s], True)
+        else: ss, ks = [s], [k]
+        stages += ss; kinds += ks
+    return StagedModel(model.prep, stages, kinds, model.name).train(model.training)
 
 # %% ../nbs/10_models.ipynb #c427b630
 class DropAfter(nn.Module):

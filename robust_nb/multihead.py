@@ -401,8 +401,9 @@ def cache_features(model:MultiHead, data, teachers=(), batch_size:int=256, budge
 # %% ../nbs/14_multihead.ipynb #h3mh001
 def multihead_for(student:StagedModel, frac:float|None=None, blocks:int|None=None, p:float=0.25) -> tuple:
     """`(split, MultiHead)`: the split of `student` and the untrained `MultiHead` that `distill` tunes with the same `frac`,
-    `blocks` (default `frac=0.1`) and dropout `p`. Rebuild a saved distillation with it, then load its weights."""
-    if frac is None and blocks is None: frac = 0.1
+    `blocks` (default: the last 2 blocks, so that M_s and each head hold at least a block unit with dropout) and
+    dropout `p`. Rebuild a saved distillation with it, then load its weights."""
+    if frac is None and blocks is None: blocks = 2
     split = split_model(student, frac=frac, blocks=blocks)
     return split, MultiHead(split, p)
 

@@ -428,7 +428,7 @@ def test_eval_reads_a_distilled_checkpoint(tmp_path, capsys):
     "robust_nb_distill's output evaluates as distilled:<file>: the student's architecture rebuilt, every weight from the file, eq. 6 selection."
     from robust_nb.multihead import RULES, Selected
     data = _pt_data(tmp_path / 'd.pt')
-    for extra, tag in ((['--blocks', '2'], 'b'), (['--frac', '0.5'], 'f')):
+    for extra, tag in ((['--blocks', '2'], 'b'), (['--frac', '0.5'], 'f'), (['--split', 'blocks'], 'w')):
         out = tmp_path / f'mh_{tag}.pt'
         cli.distill_main(['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(data), *extra, '--max-steps', '1',
                           '--batch-size', '8', '--out', str(out)])
@@ -445,6 +445,25 @@ def test_eval_reads_a_distilled_checkpoint(tmp_path, capsys):
         cli.resolve_model(f'distilled:{out}', 3)
     line = user_error(capsys, cli.eval_main, ['--model', f'distilled:{data}', '--n', '8', '--out', str(tmp_path / 'o2')])
     assert 'is not a robust_nb_distill output' in line
+
+def test_distill_split_default_and_old_checkpoints(tmp_path, capsys):
+    "Default: the last 2 blocks, cut at residual branches (each head the last conv); --split blocks keeps whole blocks; "
+    "a checkpoint written before --split (no 'split' key) rebuilds with the library's staging."
+    data = _pt_data(tmp_path / 'd.pt')
+    common = ['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(data), '--max-steps', '1', '--batch-size', '8']
+    cli.distill_main([*common, '--out', str(tmp_path / 'br.pt')])
+    info = json.loads((tmp_path / 'br.pt.json').read_text())
+    assert (info['blocks'], info['split_frac'], info['split']) == (2, None, 'branches')
+    br = cli.resolve_model(f"distilled:{tmp_path / 'br.pt'}", 10).model
+    assert type(br.heads[0][0]).__name__ == 'BranchOut' and br.head_blocks == 1           # head = block's last conv + pool + fc
+    cli.distill_main([*common, '--split', 'blocks', '--out', str(tmp_path / 'wb.pt')])
+    wb = cli.resolve_model(f"distilled:{tmp_path / 'wb.pt'}", 10).model
+    assert type(wb.heads[0][0]).__name__ == 'BasicBlock' and wb.n_tuned == br.n_tuned       # same layers tuned, staged otherwise
+    ck = safe_load(tmp_path / 'wb.pt'); del ck['split']; torch.save(ck, tmp_path / 'old.pt')
+    assert cli.resolve_model(f"distilled:{tmp_path / 'old.pt'}", 10).model.state_dict().keys() == wb.state_dict().keys()
+    line = user_error(capsys, cli.distill_main, ['--student', 'embedded:vit', '--split', 'blocks', '--n', '8', '--max-steps', '1',
+                                                 '--out', str(tmp_path / 'v.pt')])
+    assert 'comes staged at its residual branches' in line and '--split branches' in line
 
 def test_dad_generate_preset_and_overrides(tmp_path, capsys):
     "--preset picks the attack (dad.ATTACK_PRESETS); explicit --eps/--norm/--steps/--lr override it; config.json records both; resume with others refused."

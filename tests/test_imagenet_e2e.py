@@ -81,9 +81,13 @@ def test_imagenet_chain(world, monkeypatch, capsys):
     teacher = f"timm:resnet50@{r/'teacher.pt'}"
     # 2. multi-head distillation: CLIP ViT-B/16 student (1000-class linear head), the ResNet-50 teacher, D^a from 4 images
     _run(cli.distill_main, ['--student', f"clip:ViT-B-16@{r/'ViT-B-16.safetensors'}", '--teacher', teacher, *data, '--n', '4',
-                            '--frac', '0.05', '--epochs', '2', '--batch-size', '4', '--out', str(r/'distilled.pt')], times, 'distill')
+                            '--blocks', '1', '--epochs', '2', '--batch-size', '4', '--out', str(r/'distilled.pt')], times, 'distill')
     dj = json.loads((r/'distilled.pt.json').read_text())
     assert len(dj['class_names']) == N_CLASSES and 0 < dj['frac'] < 0.2 and dj['n_tuned'] < dj['n_total']
+    assert dj['split'] == 'branches' and dj['blocks'] == 1          # the tutorial's recipe: heads = the last MLP branch
+    rebuilt = cli.resolve_model(f"distilled:{r/'distilled.pt'}", N_CLASSES)      # the tutorial's evaluation: same staging, same keys
+    assert rebuilt.model.state_dict().keys() == torch.load(r/'distilled.pt', weights_only=True)['state_dict'].keys()
+    assert rebuilt.model.head_blocks == 1 and rebuilt.model.heads[0][0].per_token       # each head: the last MLP branch
     sd = torch.load(r/'distilled.pt', weights_only=True)['state_dict']
     heads = {k: v.shape for k, v in sd.items() if v.ndim == 2 and v.shape[0] == N_CLASSES}
     assert len(heads) >= 3, f"the three heads of eq. 3-5 each predict 1000 classes, found {heads}"

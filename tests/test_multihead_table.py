@@ -59,3 +59,15 @@ def test_clip_ve_student_does_not_depend_on_the_process_rng(monkeypatch):
     torch.manual_seed(1); a = T.clip_ve().stages[-1].fc.weight
     torch.manual_seed(2); torch.rand(7); b = T.clip_ve().stages[-1].fc.weight
     assert torch.equal(a, b)
+
+def test_imagenet_c_augment_uses_every_test_corruption():
+    "The --augment imagenet-c diagnostic: each of the 15 chunks carries a different test corruption, reproducibly, in range."
+    from robust_nb.corruptions import CORRUPTIONS, corrupt
+    x = torch.rand(30, 3, 32, 32)
+    a, b = (T.imagenet_c_augment(x, generator=torch.Generator().manual_seed(0)) for _ in range(2))
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1 and not torch.equal(a, x)
+    g = torch.Generator().manual_seed(0)
+    order, sev = torch.randperm(15, generator=g), torch.randint(1, 6, (15,), generator=g)
+    k = int((order == CORRUPTIONS.index('contrast')).nonzero())            # chunk k (rows 2k, 2k+1) got contrast
+    assert torch.allclose(a[2 * k:2 * k + 2], corrupt(x[2 * k:2 * k + 2], 'contrast', int(sev[k])))   # deterministic corruption
+    assert T.AUGMENT['augmix-noise2net'] is None                          # the default: tuning_set's AugMix | Noise2Net
