@@ -11,8 +11,10 @@ without KLD, without U_mc, max-logit). F_correct per shift is `metrics.f_correct
 Rows go to `DIR/rows.csv` as they finish (a rerun skips the (method, seed) rows already there); per-domain head
 statistics of `ours` (mean U_mc and KL per head, each head's accuracy, share of inputs sent to the unclean head, and the
 AUROC with which eq. 6's score log(U_c·KL_c) − log(U_u·KL_u) separates the domain's inputs from clean ones) to `DIR/heads.csv`;
-the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`; and `DIR/routing.md`, what head selection could reach
-with the trained heads at best (always clean, always unclean, the better head per domain: see `routing`).
+the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`; `DIR/routing.md`, what head selection could reach
+with the trained heads at best (always clean, always unclean, the better head per domain: see `routing`); and, per input,
+eq. 6's factors (U_mc and KL of each head, the selection, which head is right) to `DIR/scores.csv`, summarised per domain
+as quantiles in `DIR/score_quantiles.md` (`score_quantiles`).
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, sys, time
@@ -134,7 +136,7 @@ def _row(method, seed, acc:dict, fc:dict|None, cost:dict) -> dict:
 @torch.no_grad()
 def eval_multihead(mh, sets, feats, n, rules):
     "Accuracy and F_correct per domain for each rule, plus per-domain head statistics (for the 'ours' rule)."
-    acc = {r: {} for r in rules}; fc = {r: {} for r in rules}; stats = []; score = {}
+    acc = {r: {} for r in rules}; fc = {r: {} for r in rules}; stats = []; score = {}; per_input = []
     for d, (x, y, shifted) in sets.items():
         mc = torch.cat([mc_logits(mh, features=feats[d][i:i + 250], n=n, seed=0) for i in range(0, len(y), 250)], dim=2)
         _, u, kl = head_scores(mc)
@@ -144,12 +146,16 @@ def eval_multihead(mh, sets, feats, n, rules):
             if r in INFER_RULES: fc[r][d] = f_correct(sel, torch.full_like(sel, shifted, dtype=torch.bool))
         sel, _ = select_head(mc, 'ours')
         hacc = [_acc(mc[h].float().softmax(-1).mean(0), y) for h in range(3)]
+        right = [mc[h].float().softmax(-1).mean(0).argmax(-1).eq(y) for h in range(2)]
+        per_input.append(pd.DataFrame(dict(domain=d, u_clean=u[0].numpy(), u_unclean=u[1].numpy(), kl_clean=kl[0].numpy(),
+                                           kl_unclean=kl[1].numpy(), unclean_selected=sel.numpy().astype(bool),
+                                           right_clean=right[0].numpy(), right_unclean=right[1].numpy())))
         score[d] = (u[0] * kl[0]).clamp_min(1e-30).log() - (u[1] * kl[1]).clamp_min(1e-30).log()   # > 0: eq. 6 takes unclean
         stats.append(dict(domain=d, shifted=shifted, **{f'umc_{h}': u[i].mean().item() for i, h in enumerate(HEADS)},
                           **{f'kl_{h}': kl[i].mean().item() for i, h in enumerate(HEADS[:2])},
                           **{f'acc_{h}': hacc[i] for i, h in enumerate(HEADS)}, frac_unclean=sel.float().mean().item()))
     for r in stats: r['auroc'] = auroc(score['clean'], score[r['domain']]) if r['shifted'] else float('nan')
-    return acc, fc, stats
+    return acc, fc, stats, pd.concat(per_input, ignore_index=True)
 
 def auroc(neg, pos) -> float:
     "P(score of a shifted input > score of a clean one) (ties count 1/2): how well eq. 6's score separates the two, at any threshold."
@@ -163,11 +169,11 @@ class Rows:
         self.df = pd.concat([self.df, pd.DataFrame(rows)], ignore_index=True)
         tmp = self.path.with_suffix('.tmp'); self.df.to_csv(tmp, index=False, float_format='%.4f'); os.replace(tmp, self.path)
 
-def _append_heads(path, stats, seed, method):
+def _append_heads(path, stats, seed, method, float_format='%.5f'):
     df = pd.DataFrame(stats).assign(seed=seed, method=method)
     old = pd.read_csv(path) if path.exists() else pd.DataFrame()
     if len(old): old = old[~((old.seed == seed) & (old.method == method))]
-    pd.concat([old, df], ignore_index=True).to_csv(path, index=False, float_format='%.5f')
+    pd.concat([old, df], ignore_index=True).to_csv(path, index=False, float_format=float_format)
 
 KEY = ['acc_clean', 'nat_avg', 'corr_mean', 'avg_shifts', 'fc_clean', 'fc_shift_mean', 'train_ms_per_img', 'params_tuned']
 
@@ -203,6 +209,41 @@ def routing(heads:pd.DataFrame) -> pd.DataFrame:
         rows += [_row(f'routing: {k}', seed, h[cols].max(axis=1).to_dict(), None, {}) for k, cols in ROUTES.items()]
     return pd.DataFrame(rows)
 
+def score_quantiles(scores:pd.DataFrame, q=(.1, .5, .9)) -> pd.DataFrame:
+    """Per-domain distributions of eq. 6's factors over every input and seed of `scores.csv`: quantiles `q` of U_mc and
+    KL for the clean and unclean heads, and how often each factor alone favours the unclean head (U_u < U_c, KL_u < KL_c),
+    against how often their product does (eq. 6) and how often the unclean head is the one that is right."""
+    g = scores.groupby('domain', sort=False)
+    out = pd.DataFrame({f'{c} q{int(100 * p)}': g[c].quantile(p) for c in ('u_clean', 'u_unclean', 'kl_clean', 'kl_unclean') for p in q})
+    s = scores.assign(u_fav=scores.u_unclean < scores.u_clean, kl_fav=scores.kl_unclean < scores.kl_clean,
+                      only_unclean_right=scores.right_unclean & ~scores.right_clean,
+                      only_clean_right=scores.right_clean & ~scores.right_unclean).groupby('domain', sort=False)
+    for c, name in (('u_fav', 'U favours unclean'), ('kl_fav', 'KL favours unclean'), ('unclean_selected', 'eq. 6 picks unclean'),
+                    ('only_unclean_right', 'only unclean right'), ('only_clean_right', 'only clean right')):
+        out[name] = s[c].mean()
+    return out
+
+def disagreement_picks(scores:pd.DataFrame) -> pd.Series:
+    """On the inputs where exactly one head (clean or unclean) is right: their share, and how often eq. 6, U_mc alone and
+    KL alone pick that head (0.5 = no better than a coin). Shifted domains only."""
+    s = scores[scores.domain != 'clean']
+    d = s[s.right_clean != s.right_unclean]
+    picks = {'eq. 6': d.unclean_selected.astype(bool), 'U_mc alone': d.u_unclean < d.u_clean, 'KL alone': d.kl_unclean < d.kl_clean}
+    return pd.Series({'share of shifted inputs': len(d) / max(len(s), 1),
+                      **{f'{k} picks the right head': (v == d.right_unclean.astype(bool)).mean() for k, v in picks.items()}})
+
+def print_scores(out):
+    "`out/score_quantiles.md` from `out/scores.csv` (if any), printed."
+    if not (out/'scores.csv').exists(): return
+    sc = pd.read_csv(out/'scores.csv')
+    t = score_quantiles(sc[sc.method == 'ours'])
+    fmt = lambda c, v: f'{v:.3f}' if ' q' in c else f'{v:.2f}'
+    lines = ['| domain | ' + ' | '.join(t.columns) + ' |', '|---|' + '---|' * len(t.columns)]
+    lines += [f'| {d} | ' + ' | '.join(fmt(c, t.loc[d, c]) for c in t.columns) + ' |' for d in t.index]
+    dp = disagreement_picks(sc[sc.method == 'ours'])
+    lines += ['', 'Shifted inputs on which exactly one head is right: ' + ', '.join(f'{k} {v:.3f}' for k, v in dp.items())]
+    (out/'score_quantiles.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines), flush=True)
+
 def print_routing(out):
     "The routing table of `out/heads.csv` (if any) into `out/routing.md`, printed."
     if (out/'heads.csv').exists(): print(summarise(routing(pd.read_csv(out/'heads.csv')), out, 'routing'), flush=True)
@@ -230,7 +271,7 @@ def main(argv=None):
     a = parse(argv); torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.merge:
-        for f in ('rows.csv', 'heads.csv'):
+        for f in ('rows.csv', 'heads.csv', 'scores.csv'):
             dfs = [pd.read_csv(d/f) for d in a.merge if (d/f).exists()]
             if not dfs: continue
             df = pd.concat(dfs, ignore_index=True)
@@ -238,7 +279,7 @@ def main(argv=None):
                 single = df.method.isin([f'train ablation: {v}' for v in SINGLE_HEAD])
                 df.loc[single, 'params_tuned'] = df.loc[df.method == 'APT', 'params_tuned'].iloc[0]
             df.to_csv(a.out/f, index=False, float_format='%.5f')
-        print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); print_routing(a.out); return
+        print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); print_routing(a.out); print_scores(a.out); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
     student, teacher = load_models(a.student, a.residual_stages, a.teacher)
@@ -281,15 +322,16 @@ def main(argv=None):
                 r.model.eval()
                 acc, fc = {'combined': {d: _acc(_batched(lambda f: r.model.forward_tuned(f)[2], feats[d]), y)
                                         for d, (_, y, _) in sets.items()}}, {}
-            else: acc, fc, stats = eval_multihead(r.model, sets, feats, a.mc, rules)
+            else: acc, fc, stats, scores = eval_multihead(r.model, sets, feats, a.mc, rules)
             if v == 'ours':
                 rows.add([_row(f'multi-head ({ru})', seed, acc[ru], fc[ru], cost) for ru in INFER_RULES])
                 _append_heads(a.out/'heads.csv', stats, seed, v)
+                _append_heads(a.out/'scores.csv', scores.to_dict('records'), seed, v, '%.4g')
             else: rows.add([_row(names[0], seed, acc[rules[0]], fc.get(rules[0]) or None, cost)])
             print(f'seed {seed} {v}: {time.perf_counter() - t0:.0f} s', flush=True)
         run_baselines(a, student, sets, rows, seed, data, kw)
         print(summarise(rows.df, a.out), flush=True)
-    print_routing(a.out)
+    print_routing(a.out); print_scores(a.out)
     print(f'wall {time.perf_counter() - t_all:.0f} s', flush=True)
 
 if __name__ == '__main__': main()

@@ -671,7 +671,8 @@ def _distill(a):
         atomic_save({'state_dict': r.model.state_dict(), **info}, out)
         _write_json(dict(config=vars(a), **info, n_images=_n_items(d), train_s=r.train_s, cache_s=r.cache_s, n_seen=r.n_seen,
                          final_loss=r.history[-1]['loss'] if r.history else None), out.with_suffix(out.suffix + '.json'))
-    print(f"robust_nb_distill: tuned {r.split.n_tuned:,}/{r.split.n_total:,} params ({r.split.frac_tuned:.1%}) in "
+    print(f"robust_nb_distill: tuned {r.split.n_tuned:,}/{r.split.n_total:,} params ({r.split.frac_tuned:.1%}; each head "
+          f"{r.split.head_frac:.0%} of it, split at {a.split}) in "
           f"{r.train_s + r.cache_s:.1f} s ({r.ms_per_img:.2f} ms/img); saved {out}")
 
 def distill_main(argv=None) -> None:

@@ -25,11 +25,27 @@ def test_tiny_run_resumes_and_merges(tmp_path, capsys):
     assert 0 <= ours.fc_clean <= 1 and 0 <= ours.fc_shift_mean <= 1 and ours.params_tuned > rows[rows.method == 'APT'].params_tuned.iloc[0]
     heads = pd.read_csv(out/'heads.csv')
     assert math.isnan(heads.set_index('domain').auroc['clean']) and heads[heads.shifted].auroc.between(0, 1).all()
+    sc = pd.read_csv(out/'scores.csv')                                  # eq. 6's factors per input: 4 test images x 20 domains
+    assert len(sc) == 4 * (1 + len(T.NATURAL) + len(T.CORRUPTIONS)) and (sc[['u_clean', 'kl_unclean']] >= 0).all().all()
+    assert '| clean |' in (out/'score_quantiles.md').read_text()
     T.main(args)                                                        # a rerun skips every row already there
     assert len(pd.read_csv(out/'rows.csv')) == len(rows)
     T.main(['--out', str(tmp_path/'all'), '--merge', str(out)])
     assert '| multi-head (ours) | 1 |' in (tmp_path/'all'/'summary.md').read_text()
     assert '| routing: better head per domain (oracle) | 1 |' in (tmp_path/'all'/'routing.md').read_text()
+
+def test_score_quantiles_by_hand():
+    "Per domain: quantiles of each factor, and the share of inputs on which U, KL, eq. 6 favour the unclean head."
+    sc = pd.DataFrame(dict(domain=['a'] * 4, u_clean=[1., 2, 3, 4], u_unclean=[2., 1, 1, 1], kl_clean=[.1, .2, .3, .4],
+                           kl_unclean=[.2, .2, .2, .2], unclean_selected=[False, True, True, True],
+                           right_clean=[True, True, False, False], right_unclean=[True, False, True, False]))
+    t = T.score_quantiles(sc, q=(.5,)).loc['a']
+    assert t['u_clean q50'] == 2.5 and t['kl_unclean q50'] == pytest.approx(.2)
+    assert (t['U favours unclean'], t['KL favours unclean'], t['eq. 6 picks unclean']) == (.75, .5, .75)
+    assert (t['only unclean right'], t['only clean right']) == (.25, .25)
+    dp = T.disagreement_picks(sc.assign(domain='fog'))                   # rows 1, 2 have one right head: clean, then unclean
+    assert dp['share of shifted inputs'] == .5 and dp['eq. 6 picks the right head'] == .5       # picks unclean on both
+    assert dp['U_mc alone picks the right head'] == .5 and dp['KL alone picks the right head'] == 1.   # KL: clean, then unclean
 
 def test_routing_bound_by_hand():
     "The routing bound takes each domain's better head: avg_shifts = mean(4 natural shifts, corruption mean), by hand."
