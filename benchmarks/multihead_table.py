@@ -68,6 +68,10 @@ def parse(argv=None):
     p.add_argument('--teacher', type=json.loads, default={}, metavar='JSON',
                    help='config overrides of the embedded teacher, e.g. \'{"epochs": 10}\' (trained now unless cached; '
                         'default: the shipped teacher)')
+    p.add_argument('--student-cfg', type=json.loads, default={}, metavar='JSON',
+                   help='config overrides of the embedded student, e.g. a deeper CLIP: \'{"vision": {"image_size": 32, '
+                        '"layers": 12, "width": 128, "patch_size": 8, "head_width": 32, "pool_type": "avg"}}\' (trained now '
+                        'unless cached; default: the shipped zoo model)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--merge', type=Path, nargs='+', default=None,
                    help='only merge the rows.csv/heads.csv of these run folders (e.g. one per seed, run in parallel) into --out')
@@ -96,12 +100,12 @@ def clip_ve():
     m = clip_classifier(embedded.CLIP_ARCH, head='linear', num_classes=NUM_CLASSES, clip=clip)
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
-def load_models(name, residual_stages=False, teacher:dict|None=None):
+def load_models(name, residual_stages=False, teacher:dict|None=None, student:dict|None=None):
     if residual_stages and name not in ('clip', 'resnet'):
         raise SystemExit(f"--residual-stages is for --student clip or resnet (vit already splits at branches), got {name}")
     if name == 'clip-ve': s = clip_ve()
     else:
-        s = embedded.create(name, progress=False)
+        s = embedded.create(name, progress=False, **(student or {}))
         s = embedded.clip_zeroshot(s, residual_stages=residual_stages) if hasattr(s, 'encode_text') else s
         if residual_stages and name == 'resnet': s = branch_stages(s)
     return s.eval(), embedded.create('teacher', progress=False, **(teacher or {})).eval()
@@ -282,7 +286,8 @@ def main(argv=None):
         print(summarise(pd.read_csv(a.out/'rows.csv'), a.out)); print_routing(a.out); print_scores(a.out); return
     (a.out/'command.json').write_text(json.dumps(dict(argv=sys.argv, args={k: str(v) for k, v in vars(a).items()}), indent=1))
     t_all = time.perf_counter()
-    student, teacher = load_models(a.student, a.residual_stages, a.teacher)
+    if a.student_cfg and a.student == 'clip-ve': raise SystemExit('--student-cfg is for --student clip, vit or resnet')
+    student, teacher = load_models(a.student, a.residual_stages, a.teacher, a.student_cfg)
     split, mh0 = multihead_for(student, blocks=a.blocks)
     print(f'student {a.student}: tuned {split.n_tuned:,} params = {split.frac_tuned:.1%}, heads {split.head_frac:.1%} of it '
           f'({split.head_blocks} block(s)); cut {split.cut}', flush=True)
