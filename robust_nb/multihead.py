@@ -52,7 +52,8 @@ class MultiHead(nn.Module):
             for h in self.heads: _check_dropout(h, split.kinds[ns:], 'a head')
         if split.head_blocks == 0:
             warnings.warn(f"the heads are only norm/pool + classifier ({split.head_frac:.1%} of the tuned part) because the "
-                          "tuned part holds a single block: eq. 6 has little to choose between; tune ≥ 2 blocks (blocks=2)")
+                          "tuned part holds a single block unit: eq. 6 has little to choose between; tune ≥ 2 units: blocks=2, "
+                          "or blocks=1 on a student cut at its residual branches (models.branch_split)")
     def train(self, mode:bool=True):
         super().train(mode); self.backbone.eval(); return self          # M_b is frozen: BN stats and dropout stay off
     @property

@@ -1,7 +1,7 @@
 import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
-from robust_nb.models import embedded_student, timm_classifier, split_model, branch_stages
+from robust_nb.models import branch_split, embedded_student, timm_classifier, split_model, branch_stages
 from robust_nb.losses import multihead_loss, kd_loss, VARIANTS
 from robust_nb.multihead import (MultiHead, mc_logits, select_head, head_scores, f_correct,
                                  tuning_set, TuningSet, distill, cache_features, Selected, head_report)
@@ -139,7 +139,11 @@ def test_multihead_refuses_blocks_without_dropout_and_warns_linear_heads():
                     ["stem", "block", "block", "head"])
     with pytest.raises(TypeError, match="carry no dropout after models.add_dropout: Linear"): MultiHead(split_model(m, blocks=2))
     MultiHead(split_model(m, blocks=2), p=0.)                         # without dropout nothing is checked
-    with pytest.warns(UserWarning, match="tune ≥ 2 blocks"): MultiHead(split_model(embedded_student(3), blocks=1))
+    with pytest.warns(UserWarning, match="tune ≥ 2 units"): MultiHead(split_model(embedded_student(3), blocks=1))
+    import warnings
+    with warnings.catch_warnings():                                   # cut at its branches, one block gives real heads
+        warnings.simplefilter("error")
+        assert MultiHead(split_model(branch_split(embedded_student(3)), blocks=1)).head_blocks == 1
 
 
 def test_state_dict_round_trip(small, tmp_path):
