@@ -23,7 +23,7 @@ import argparse, os, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("ROBUST_NB_NO_PROGRESS", "1")
 import torch
 from robust_nb.evaluate import count_flops
-from robust_nb.models import embedded_student, timm_classifier, branch_stages
+from robust_nb.models import embedded_student, timm_classifier, branch_split
 from robust_nb.models import split_model
 from robust_nb.multihead import distill, tuning_set, Selected, MultiHead, _head_mc
 from robust_nb.losses import multihead_loss
@@ -36,7 +36,7 @@ def small_teacher(n):
     except ImportError: return timm_classifier("test_resnet", n)
 
 
-def flops(f, x): return count_flops(f, x)       # attention counted in full (the fused kernels count 0)
+flops = count_flops      # attention counted in full (FlopCounterMode alone counts the fused kernels as 0)
 
 
 def train_flops(st, te, split_kw, b=32):
@@ -58,18 +58,18 @@ def latency(f, x, reps=5):
     return sorted(ts)[len(ts) // 2]
 
 
-def paper_scale(arch:str, residual_stages:bool):
+def paper_scale(arch:str):
     "A randomly initialised real architecture (`timm:NAME` or `open_clip:NAME`) with 1000 classes, and its image size."
     if arch == "clip":           # the zoo's CLIP under its zero-shot head: the student of the multi-head Table 1
         from robust_nb.embedded import clip_zeroshot
-        st = clip_zeroshot(residual_stages=residual_stages)
+        st = clip_zeroshot()
         return st.eval(), 32
     lib, name = arch.split(":", 1)
     if lib == "timm":
-        st = timm_classifier(name, 1000, residual_stages=residual_stages)
+        st = timm_classifier(name, 1000)
     elif lib == "open_clip":     # a linear head costs what the zero-shot head costs (one D x 1000 product) without the text tower
         from robust_nb.models import clip_classifier
-        st = clip_classifier(name, head="linear", num_classes=1000, residual_stages=residual_stages)
+        st = clip_classifier(name, head="linear", num_classes=1000)
     else: raise SystemExit(f"--arch {arch!r}: use resnet, vit, clip, timm:NAME or open_clip:NAME")
     return st.eval(), st.prep.size[-1] if getattr(st.prep, "size", None) else 224
 
@@ -99,25 +99,23 @@ if __name__ == "__main__":
     p.add_argument("--selection-only", action="store_true", help="only part 2, on untrained heads (FLOPs do not depend on weights)")
     p.add_argument("--batch", type=int, default=None, help="default 256 (embedded), 1 (timm:/open_clip:, FLOPs only)")
     p.add_argument("--arch", default="resnet", help="resnet | vit (untrained embedded students) | clip (the zoo's CLIP, zero-shot) | timm:NAME | open_clip:NAME (random init)")
-    p.add_argument("--residual-stages", action="store_true", help="timm:/open_clip: transformers split at residual branches")
-    p.add_argument("--branch-stages", action="store_true",
-                   help="resnet: cut every block before its branch's last conv (models.branch_stages), so a head can be that conv alone")
+    p.add_argument("--branch-stages", "--residual-stages", action="store_true",
+                   help="cut the student at every residual branch (models.branch_split: transformer attention | MLP, ResNet "
+                        "blocks before their last conv), so a head can be the last branch alone")
     a = p.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     split_kw = dict(blocks=a.blocks) if a.blocks else dict(frac=a.frac)
-    if a.branch_stages and a.arch not in ("resnet",) and not a.arch.startswith("timm:resnet"):
-        p.error("--branch-stages is for ResNets (transformers split at their residual branches with --residual-stages)")
     if ":" in a.arch or a.arch == "clip":
         if not a.selection_only: p.error("clip, timm: and open_clip: architectures are for --selection-only (FLOPs of head selection)")
-        st, size = paper_scale(a.arch, a.residual_stages)
-        if a.branch_stages: st = branch_stages(st)
+        st, size = paper_scale(a.arch)
+        if a.branch_stages: st = branch_split(st)
         sp = split_model(st, **split_kw)
         print(f"student {a.arch} ({'the zoo weights, 32 px, 10 classes' if a.arch == 'clip' else f'random init, {size} px, 1000 classes'}): {sp}")
         selection_costs(st, MultiHead(sp), a.batch or 1, size, timing=False); raise SystemExit
     if a.arch not in ("resnet", "vit"): p.error(f"--arch {a.arch!r}: use resnet, vit, clip, timm:NAME or open_clip:NAME")
     a.batch = a.batch or 256
     st, te = embedded_student(10, arch=a.arch).eval(), small_teacher(10).eval()
-    if a.branch_stages: st = branch_stages(st)
+    if a.branch_stages: st = branch_split(st)
     if a.selection_only:
         sp = split_model(st, **split_kw)
         print(f"student {a.arch}: {sp}")

@@ -14,7 +14,8 @@ AUROC with which eq. 6's score log(U_c·KL_c) − log(U_u·KL_u) separates the d
 the mean ± std table to `DIR/summary.csv` and `DIR/summary.md`; `DIR/routing.md`, what head selection could reach
 with the trained heads at best (always clean, always unclean, the better head per domain: see `routing`); and, per input,
 eq. 6's factors (U_mc and KL of each head, the selection, which head is right) to `DIR/scores.csv`, summarised per domain
-as quantiles in `DIR/score_quantiles.md` (`score_quantiles`).
+as quantiles in `DIR/score_quantiles.md` (`score_quantiles`), with `disagreement_picks` and the per-input oracle
+(`per_input_oracle`).
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, sys, time
@@ -149,8 +150,8 @@ def eval_multihead(mh, sets, feats, n, rules):
             acc[r][d] = _acc(lp, y)
             if r in INFER_RULES: fc[r][d] = f_correct(sel, torch.full_like(sel, shifted, dtype=torch.bool))
         sel, _ = select_head(mc, 'ours')
-        hacc = [_acc(mc[h].float().softmax(-1).mean(0), y) for h in range(3)]
-        right = [mc[h].float().softmax(-1).mean(0).argmax(-1).eq(y) for h in range(2)]
+        pm = [mc[h].float().softmax(-1).mean(0) for h in range(3)]          # each head's MC-mean prediction
+        hacc, right = [_acc(q, y) for q in pm], [q.argmax(-1).eq(y) for q in pm[:2]]
         per_input.append(pd.DataFrame(dict(domain=d, u_clean=u[0].numpy(), u_unclean=u[1].numpy(), kl_clean=kl[0].numpy(),
                                            kl_unclean=kl[1].numpy(), unclean_selected=sel.numpy().astype(bool),
                                            right_clean=right[0].numpy(), right_unclean=right[1].numpy())))
@@ -236,16 +237,31 @@ def disagreement_picks(scores:pd.DataFrame) -> pd.Series:
     return pd.Series({'share of shifted inputs': len(d) / max(len(s), 1),
                       **{f'{k} picks the right head': (v == d.right_unclean.astype(bool)).mean() for k, v in picks.items()}})
 
+def per_input_oracle(scores:pd.DataFrame) -> pd.Series:
+    """Accuracy (%) of each head and of a per-input oracle that takes whichever head is right, on the corruption mean and
+    on the average over shifts (the 4 natural shifts and the corruption mean), and the corruption means of the
+    one-head-right shares. A bound for any per-input selector, not a method."""
+    a = scores.assign(any_right=scores.right_clean.astype(bool) | scores.right_unclean.astype(bool),
+                      only_unclean=scores.right_unclean.astype(bool) & ~scores.right_clean.astype(bool),
+                      only_clean=scores.right_clean.astype(bool) & ~scores.right_unclean.astype(bool))
+    g = 100 * a.groupby('domain')[['right_clean', 'right_unclean', 'any_right', 'only_unclean', 'only_clean']].mean()
+    corr = g.loc[[c for c in CORRUPTIONS if c in g.index]].mean()
+    nat = [d for d in NATURAL if d in g.index]
+    shifts = (g.loc[nat].sum() + corr) / (len(nat) + 1)
+    return pd.Series({**{f'corr: {k}': corr[k] for k in g.columns}, **{f'avg shifts: {k}': shifts[k] for k in g.columns[:3]}})
+
 def print_scores(out):
     "`out/score_quantiles.md` from `out/scores.csv` (if any), printed."
     if not (out/'scores.csv').exists(): return
     sc = pd.read_csv(out/'scores.csv')
     t = score_quantiles(sc[sc.method == 'ours'])
-    fmt = lambda c, v: f'{v:.3f}' if ' q' in c else f'{v:.2f}'
+    fmt = lambda c, v: f'{v:.3g}' if ' q' in c else f'{v:.2f}'
     lines = ['| domain | ' + ' | '.join(t.columns) + ' |', '|---|' + '---|' * len(t.columns)]
     lines += [f'| {d} | ' + ' | '.join(fmt(c, t.loc[d, c]) for c in t.columns) + ' |' for d in t.index]
     dp = disagreement_picks(sc[sc.method == 'ours'])
     lines += ['', 'Shifted inputs on which exactly one head is right: ' + ', '.join(f'{k} {v:.3f}' for k, v in dp.items())]
+    po = per_input_oracle(sc[sc.method == 'ours'])
+    lines += ['', 'Per input (%): ' + ', '.join(f'{k} {v:.1f}' for k, v in po.items())]
     (out/'score_quantiles.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines), flush=True)
 
 def print_routing(out):

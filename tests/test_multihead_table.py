@@ -45,6 +45,9 @@ def test_score_quantiles_by_hand():
     assert (t['only unclean right'], t['only clean right']) == (.25, .25)
     dp = T.disagreement_picks(sc.assign(domain='fog'))                   # rows 1, 2 have one right head: clean, then unclean
     assert dp['share of shifted inputs'] == .5 and dp['eq. 6 picks the right head'] == .5       # picks unclean on both
+    po = T.per_input_oracle(sc.assign(domain='fog'))                     # per input: either head right on rows 0-2
+    assert (po['corr: right_clean'], po['corr: right_unclean'], po['corr: any_right']) == (50., 50., 75.)
+    assert (po['corr: only_unclean'], po['corr: only_clean']) == (25., 25.) and po['avg shifts: any_right'] == 75.
     assert dp['U_mc alone picks the right head'] == .5 and dp['KL alone picks the right head'] == 1.   # KL: clean, then unclean
 
 def test_routing_bound_by_hand():
