@@ -41,7 +41,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--out', type=Path, required=True, help='output folder (rows.csv, heads.csv, summary.csv/.md)')
-    p.add_argument('--student', default='clip', choices=['clip', 'clip-ve', 'vit', 'resnet'],
+    p.add_argument('--student', default='clip', choices=['clip', 'clip-web', 'clip-ve', 'vit', 'resnet'],
                    help="clip: its zero-shot head (ZS setting); clip-ve: its image tower under a linear probe (the paper's "
                         "visual-evaluation setting, probe trained on LP_N clean photo/train images, seed 0, before any seed's run)")
     p.add_argument('--n-tune', type=int, default=3000, help='clean photos behind D^a (D^a has as many rows, a = 0.5)')
@@ -102,7 +102,7 @@ def clip_ve():
     return linear_probe(m, render('photo', LP_N, size=32, seed=0, split='train'), epochs=LP_EPOCHS, seed=0, progress=False).model
 
 def load_models(name, residual_stages=False, teacher:dict|None=None, student:dict|None=None):
-    if residual_stages and name not in ('clip', 'resnet'):
+    if residual_stages and name not in ('clip', 'clip-web', 'resnet'):
         raise SystemExit(f"--residual-stages is for --student clip or resnet (vit already splits at branches), got {name}")
     if name == 'clip-ve': s = clip_ve()
     else:

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save as _st_save
 from .core import Registry, cache_dir, cached, config_key, atomic_write_bytes, atomic_write_json, load_safetensors, progress as _progress
 from .synthetic import SyntheticDataset, render, NUM_CLASSES
-from .corruptions import CORRUPTIONS
+from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt
 from .models import EMBEDDED_ARCHS, timm_classifier, small_cnn
 from .engine import fit
 from .teacher import RECIPES, TEACHER_WIDTH, check_recipe, robustify_teacher
@@ -31,7 +31,7 @@ __all__ = ['MODELS', 'ASSETS', 'VIT_CONV_STEM', 'TEACHER_V2', 'CORPUS_MIX', 'CLI
            'list_models', 'resolve', 'cache_key', 'cache_path', 'save_weights', 'weights_info', 'load_weights',
            'from_scratch', 'weights_key', 'create', 'reference_normaliser', 'conv_stem', 'ConvStemEmbed',
            'ResNetTrunkEmbed', 'colour_name', 'captioned', 'caption_corpus', 'register_clip', 'StemConv', 'TrunkConv',
-           'open_clip_config', 'clip_tokenizer', 'clip_contrastive_loss', 'clip_zeroshot']
+           'open_clip_config', 'clip_tokenizer', 'clip_contrastive_loss', 'degrade', 'clip_zeroshot']
 
 # %% ../nbs/17_embedded.ipynb #emb007
 @dataclass
@@ -494,6 +494,7 @@ def _train_clip(m, c, folder, progress):
     "Contrastive pre-training on `caption_corpus(c['n'])` through `engine.fit`, resumable."
     if (r := _init_resnet(c['stem'], progress)) is not None: _trunk_from_resnet(m.visual.conv1.trunk, r)
     x, _, caps = caption_corpus(c['n'], c['size'], c['seed'])
+    if c.get('degrade'): x = degrade(x, **c['degrade'], seed=c['seed'])
     ids = {s: i for i, s in enumerate(sorted(set(caps)))}
     data = _Captions(x.mul(255).round().to(torch.uint8), clip_tokenizer(c)(caps), torch.tensor([ids[s] for s in caps]))
     fit(_Normalised(m), clip_contrastive_loss, data, epochs=c['epochs'], batch_size=c['batch_size'], lr=c['lr'],
@@ -506,6 +507,28 @@ register_model('clip', dict(embed_dim=64, vision=dict(image_size=32, layers=4, w
                             stem=dict(kind='resnet', model='resnet10t', **_RESNET_KW, n_layers=2, init='resnet', init_cfg=dict(n=60000, epochs=6)),
                             size=32, n=60000, seed=0, epochs=6, batch_size=256,
                             lr=1e-3, weight_decay=0.1, warmup=0.05), _train_clip)(_clip)
+
+def degrade(x:torch.Tensor, p:float, corruptions:Sequence[str], severities:Sequence[int], seed:int=0) -> torch.Tensor:
+    """A copy of the images `x` (float [N,3,H,W] in [0,1]) in which a random fraction `p` carry one of `corruptions` at one
+    of `severities`, each drawn uniformly per image, kept at 8 bits: the degraded share of a web corpus. Seeded by `seed`."""
+    if not 0 <= p <= 1: raise ValueError(f"degrade p must be a fraction in [0, 1], got {p!r}")
+    bad = [n for n in corruptions if n not in CORRUPTIONS + EXTRA_CORRUPTIONS]
+    if bad: raise ValueError(f"unknown corruption(s) {bad}; valid: {', '.join(CORRUPTIONS + EXTRA_CORRUPTIONS)}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)[:round(p * len(x))]
+    which = torch.randint(len(corruptions), (len(idx),), generator=g)
+    sev = torch.as_tensor(list(severities))[torch.randint(len(severities), (len(idx),), generator=g)]
+    out = x.clone()
+    for i, name in enumerate(corruptions):
+        for s in severities:
+            sel = idx[(which == i) & (sev == s)]
+            for j in range(0, len(sel), 512):
+                k = sel[j:j + 512]
+                out[k] = corrupt(x[k], name, int(s), generator=g).mul(255).round().div(255)
+    return out
+
+register_model('clip-web', {**MODELS['clip'].config, 'degrade': dict(p=.3, corruptions=list(EXTRA_CORRUPTIONS), severities=[1, 2, 3, 4, 5])},
+               _train_clip)(_clip)
 
 def clip_zeroshot(clip=None, templates=OPENAI_TEMPLATES, class_names=CLASSES, p:float=0., residual_stages:bool=False) -> StagedModel:
     """The embedded CLIP (default: `create('clip')`) as a zero-shot classifier of [0,1] images: its image tower as a

@@ -4,7 +4,7 @@ import os, pytest, torch
 from robust_nb import embedded as E
 from robust_nb.core import config_key
 
-ZOO = ['clip', 'foundation', 'reference', 'resnet', 'teacher', 'vit', 'vq']
+ZOO = ['clip', 'clip-web', 'foundation', 'reference', 'resnet', 'teacher', 'vit', 'vq']
 
 def _changed(v):
     "A different value of the same kind as `v`."
