@@ -48,7 +48,9 @@ def parse(argv=None):
     p.add_argument('--epochs', type=int, default=4)
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--blocks', type=int, default=2, help='blocks tuned (multi-head and APT); the heads take the last ≈ 1/5')
+    p.add_argument('--blocks', type=int, default=2,
+                   help='blocks tuned (multi-head and APT); the heads take the suffix nearest 1/5 of the tuned part that still holds '
+                        'a block unit (51%% for the zoo CLIP at 2 whole blocks, 35%% with --residual-stages)')
     p.add_argument('--residual-stages', action='store_true',
                    help="clip: split the tower at residual branches (attention, MLP) instead of whole blocks, so a head can be "
                         "one MLP branch (the ViT student always splits so); resnet: cut every block before its branch's last "
@@ -67,7 +69,7 @@ def parse(argv=None):
                         "DIAGNOSTIC that draws them from the 15 test corruptions at severities 1-5 (it trains on the test "
                         "corruption family, so its corruption columns are not held out; the natural shifts still are)")
     p.add_argument('--teacher', type=json.loads, default={}, metavar='JSON',
-                   help='config overrides of the embedded teacher, e.g. \'{"epochs": 10}\' (trained now unless cached; '
+                   help='config overrides of the embedded teacher, e.g. \'{"epochs": 12}\' (trained now unless cached; '
                         'default: the shipped teacher)')
     p.add_argument('--student-cfg', type=json.loads, default={}, metavar='JSON',
                    help='config overrides of the embedded student, e.g. a deeper CLIP: \'{"vision": {"image_size": 32, '

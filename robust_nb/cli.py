@@ -145,6 +145,14 @@ def _embedded_model(name:str, pretrained:bool, what:str, num_classes:int|None=No
     from robust_nb.embedded import create, MODELS
     cfg = {'num_classes': num_classes} if not pretrained and num_classes and 'num_classes' in MODELS[name].config else {}
     return create(name, pretrained=pretrained, **cfg)
+def _zeroshot(m, class_names, residual_stages:bool=False):
+    """An embedded zoo model as a classifier of [0,1] images: an open_clip CLIP (`clip`, `clip-web`) becomes its zero-shot
+    classifier over `class_names` (the zoo's classes when None) by `embedded.clip_zeroshot`; any other model is returned."""
+    if not hasattr(m, 'encode_text'): return m
+    from robust_nb.embedded import clip_zeroshot
+    from robust_nb.synthetic import CLASSES
+    return clip_zeroshot(m, class_names=list(class_names or CLASSES), residual_stages=residual_stages)
+
 
 # %% ../nbs/21_cli.ipynb #h2cli019
 def _note(msg): print(f"note: {msg}", file=sys.stderr)
@@ -226,8 +234,10 @@ def _distilled_model(file, num_classes, what:str, rule:str='ours'):
         raise CLIError(f"{what} distilled:{p} predicts {nc} classes but the data has {num_classes}; evaluate it on data with its {nc} classes")
     s = parse_spec(ck['student'], what)                       # the architecture only: every weight comes from the file
     split = ck.get('split')                                   # None: written before --split, staged as the library builds it
+    names = ck.get('class_names') or [f'class {i}' for i in range(nc or 0)] or None     # a zero-shot head's text is overwritten below
     st = (_timm_model(s.name, nc, None, False, what, residual_stages=split != 'blocks') if s.kind == 'timm'
-          else _embedded_model(s.name, False, what, nc) if s.kind == 'embedded' else _clip_model(s.name, None, nc, None, 'linear', what))
+          else _zeroshot(_embedded_model(s.name, False, what, nc), names) if s.kind == 'embedded'
+          else _clip_model(s.name, None, nc, None, 'linear', what))
     if split == 'branches':
         from robust_nb.models import branch_split
         st = branch_split(st)
@@ -248,6 +258,7 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
     if s.file is not None: load_weights(m, s.file, arch=f"embedded:{s.name}")
+    m = _zeroshot(m, class_names, residual_stages)
     n = model_classes(m)
     if num_classes is not None and n is not None and n != num_classes:
         if not new_head: raise CLIError(f"{what} {spec} predicts {n} classes but the data has {num_classes}; use data with {n} classes "
@@ -589,7 +600,7 @@ def _distill_parser():
       --teacher timm:resnet50@/runs/rn50-augmix/teacher.pt --data /data/imagenet/train --classes imagenet --workers 8 --out /runs/vitb16-mh.pt
 {IMAGENET_TRAIN_LAYOUT}
 A rerun of the same command resumes (feature shards, then training); other settings are refused, naming the differences.""")
-    p.add_argument('--student', default='embedded:resnet', help="large pre-trained student: embedded:resnet (or embedded:vit), timm:<name>[@weights] or clip:<arch>[@checkpoint]")
+    p.add_argument('--student', default='embedded:resnet', help="large pre-trained student: embedded:resnet (or embedded:vit, or embedded:clip: the zoo CLIP zero-shot, the paper's main setting), timm:<name>[@weights] or clip:<arch>[@checkpoint]")
     p.add_argument('--teacher', default='embedded:teacher', help="small robust teacher: embedded:teacher, timm:<name>@<weights> or clip:<arch>[@checkpoint] (zero-shot)")
     p.add_argument('--new-head', action='store_true', help="replace a weights file's classifier by a fresh one for the data's classes")
     p.add_argument('--data', default='embedded', help="clean training images: embedded[:<domain>], an ImageFolder root (streamed) or a .pt file")
@@ -698,7 +709,7 @@ def _dad_generate_parser():
       --data /data/imagenet/train --classes imagenet --size 224 --chunk-size 256 --workers 8
 {IMAGENET_TRAIN_LAYOUT}""")
     p.add_argument('--out', required=True, help="output folder of shards (a rerun with the same settings resumes it)")
-    p.add_argument('--teacher', default='embedded:foundation', help="teacher phi: embedded:foundation, timm:<name>@<weights> or clip:<arch>@<checkpoint> (zero-shot over the class names)")
+    p.add_argument('--teacher', default='embedded:foundation', help="teacher phi: embedded:foundation (or embedded:clip, the zoo CLIP), timm:<name>@<weights> or clip:<arch>@<checkpoint> (zero-shot over the class names)")
     p.add_argument('--vq', default='embedded:vq', help="discretiser Q: embedded:vq, a vqgan.save_vq .safetensors file, or a taming/LDM VQGAN checkpoint")
     p.add_argument('--new-head', action='store_true', help="replace a weights file's classifier by a fresh one for the data's classes")
     p.add_argument('--data', default='embedded', help=_DAD_DATA_HELP)

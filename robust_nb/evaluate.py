@@ -534,12 +534,19 @@ def count_flops(fn, *args, **kwargs) -> int:
     on paths it sees: the fused CPU kernels (`nn.MultiheadAttention`'s inference fast path, SDPA's flash kernel) count 0,
     so the count runs with the fast path off and SDPA's math kernel, which compute the same outputs."""
     from torch.utils.flop_counter import FlopCounterMode
-    from torch.nn.attention import sdpa_kernel, SDPBackend
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc: fn(*args, **kwargs)
-    finally: torch.backends.mha.set_fastpath_enabled(fast)
+        from torch.nn.attention import sdpa_kernel, SDPBackend
+        math = sdpa_kernel([SDPBackend.MATH])
+    except ImportError:                                                 # torch < 2.3: the older switch of the same flags
+        math = torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False)
+    mha = getattr(torch.backends, 'mha', None)
+    if not hasattr(mha, 'get_fastpath_enabled'): mha = None              # a torch without the fast-path switch
+    fast = mha.get_fastpath_enabled() if mha else None
+    if mha: mha.set_fastpath_enabled(False)
+    try:
+        with math, FlopCounterMode(display=False) as fc: fn(*args, **kwargs)
+    finally:
+        if mha: mha.set_fastpath_enabled(fast)
     return fc.get_total_flops()
 
 @torch.no_grad()

@@ -206,6 +206,23 @@ def test_distill_tiny(tmp_path):
     d = safe_load(tmp_path / 'mh.pt')
     assert d['variant'] == 'ours' and d['n_tuned'] > 0 and (tmp_path / 'mh.pt.json').exists()
 
+def test_distill_and_rebuild_the_zoo_clip(tmp_path, monkeypatch):
+    "embedded:clip is the zoo CLIP's zero-shot classifier in every script: the paper's main student, tuned and rebuilt."
+    from robust_nb.synthetic import CLASSES
+    monkeypatch.setenv('ROBUST_NB_NO_PROGRESS', '1')
+    torch.manual_seed(0)
+    torch.save({'x': torch.rand(16, 3, 32, 32), 'y': torch.arange(16) % 10}, tmp_path / 'd.pt')
+    z = cli.resolve_model('embedded:clip', 10, list(CLASSES))
+    assert cli.model_classes(z) == 10 and 'mlp' in z.kinds                  # before: "predicts 48 classes" (its text tower)
+    assert cli.distill_main(['--student', 'embedded:clip', '--data', str(tmp_path / 'd.pt'), '--n', '16', '--epochs', '1',
+                             '--batch-size', '8', '--out', str(tmp_path / 'mh.pt')]) is None
+    d = safe_load(tmp_path / 'mh.pt')
+    assert d['student'] == 'embedded:clip' and d['split'] == 'branches'
+    m = cli.resolve_model(f'distilled:{tmp_path}/mh.pt', 10, list(CLASSES))
+    sd = m.model.state_dict()
+    assert sd.keys() == d['state_dict'].keys() and all(torch.equal(v, d['state_dict'][k]) for k, v in sd.items())
+    assert m(torch.rand(4, 3, 32, 32)).shape == (4, 10)
+
 def _children(pid):
     "Pids whose parent is `pid` (Linux /proc)."
     out = []
