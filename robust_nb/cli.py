@@ -145,6 +145,7 @@ def _embedded_model(name:str, pretrained:bool, what:str, num_classes:int|None=No
     from robust_nb.embedded import create, MODELS
     cfg = {'num_classes': num_classes} if not pretrained and num_classes and 'num_classes' in MODELS[name].config else {}
     return create(name, pretrained=pretrained, **cfg)
+
 def _zeroshot(m, class_names, residual_stages:bool=False):
     """An embedded zoo model as a classifier of [0,1] images: an open_clip CLIP (`clip`, `clip-web`) becomes its zero-shot
     classifier over `class_names` (the zoo's classes when None) by `embedded.clip_zeroshot`; any other model is returned."""
@@ -152,7 +153,6 @@ def _zeroshot(m, class_names, residual_stages:bool=False):
     from robust_nb.embedded import clip_zeroshot
     from robust_nb.synthetic import CLASSES
     return clip_zeroshot(m, class_names=list(class_names or CLASSES), residual_stages=residual_stages)
-
 
 # %% ../nbs/21_cli.ipynb #h2cli019
 def _note(msg): print(f"note: {msg}", file=sys.stderr)

@@ -514,6 +514,8 @@ def degrade(x:torch.Tensor, p:float, corruptions:Sequence[str], severities:Seque
     if not 0 <= p <= 1: raise ValueError(f"degrade p must be a fraction in [0, 1], got {p!r}")
     bad = [n for n in corruptions if n not in CORRUPTIONS + EXTRA_CORRUPTIONS]
     if bad: raise ValueError(f"unknown corruption(s) {bad}; valid: {', '.join(CORRUPTIONS + EXTRA_CORRUPTIONS)}")
+    if not severities or any(isinstance(s, bool) or s not in (1, 2, 3, 4, 5) for s in severities):
+        raise ValueError(f"degrade severities must be ImageNet-C levels, integers in 1..5, got {list(severities)!r}")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=g)[:round(p * len(x))]
     which = torch.randint(len(corruptions), (len(idx),), generator=g)
