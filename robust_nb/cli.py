@@ -257,6 +257,8 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
     if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what, residual_stages)
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
+    if s.file is not None and hasattr(m, 'encode_text') and any(k.startswith('stages.') for k in read_weights(s.file)):
+        m = _zeroshot(m, class_names, residual_stages)    # a file of the zero-shot classifier (robust_nb_baselines, a teacher run)
     if s.file is not None: load_weights(m, s.file, arch=f"embedded:{s.name}")
     m = _zeroshot(m, class_names, residual_stages)
     n = model_classes(m)

@@ -222,6 +222,12 @@ def test_distill_and_rebuild_the_zoo_clip(tmp_path, monkeypatch):
     sd = m.model.state_dict()
     assert sd.keys() == d['state_dict'].keys() and all(torch.equal(v, d['state_dict'][k]) for k, v in sd.items())
     assert m(torch.rand(4, 3, 32, 32)).shape == (4, 10)
+    # a baseline tuned on it is a file of the zero-shot classifier: embedded:clip@<file> loads it back, every tensor
+    assert cli.baselines_main(['--student', 'embedded:clip', '--method', 'apt', '--data', str(tmp_path / 'd.pt'), '--n', '16',
+                               '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'apt.pt')]) is None
+    a = cli.resolve_model(f'embedded:clip@{tmp_path}/apt.pt', 10, list(CLASSES))
+    sd = cli.read_weights(tmp_path / 'apt.pt')
+    assert a.state_dict().keys() == sd.keys() and all(torch.equal(v, sd[k]) for k, v in a.state_dict().items())
 
 def _children(pid):
     "Pids whose parent is `pid` (Linux /proc)."
