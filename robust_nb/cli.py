@@ -256,6 +256,12 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
     if s.kind == 'distilled': return _distilled_model(s.file, num_classes, what, rule)
     if s.kind == 'timm': return _timm_model(s.name, num_classes, s.file, new_head, what, residual_stages)
     if s.kind == 'clip': return _clip_model(s.name, s.file, num_classes, class_names, head, what)
+    from robust_nb.embedded import MODELS
+    classifier = lambda n: bool({'num_classes', 'text'} & set(MODELS[n].config))      # a class head, or a CLIP's text tower
+    if s.name in MODELS and not classifier(s.name):
+        hint = " (it is DAD's discretiser: pass it as --vq)" if s.name == 'vq' else ''
+        ok = ', '.join('embedded:' + n for n in embedded_names() if classifier(n))
+        raise CLIError(f"{what} embedded:{s.name} is not a classifier{hint}; the embedded classifiers are: {ok}")
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
     if s.file is not None and hasattr(m, 'encode_text') and any(k.startswith('stages.') for k in read_weights(s.file)):
         m = _zeroshot(m, class_names, residual_stages)    # a file of the zero-shot classifier (robust_nb_baselines, a teacher run)
