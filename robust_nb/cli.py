@@ -13,9 +13,9 @@ __all__ = ['USER_ERRORS', 'MODEL_FORMS', 'DATA_FORMS', 'Spec', 'Data', 'IMAGENET
            'RESUME_FREE', 'RECIPE_NAMES', 'VARIANT_NAMES', 'SPLITS', 'PRESET_NAMES', 'METHOD_NAMES', 'BASELINE_NAMES',
            'TOOLS', 'CLIError', 'run_tool', 'resolve_device', 'parse_spec', 'embedded_names', 'read_weights',
            'class_mismatch', 'strict_loading', 'load_weights', 'resolve_model', 'model_classes', 'read_classes',
-           'resolve_data', 'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main', 'teacher_main',
-           'split_student', 'tuned_blocks', 'distill_main', 'dad_generate_main', 'dad_train_main', 'baselines_main',
-           'eval_main', 'quickstart_main', 'deepaugment_main', 'main']
+           'resolve_data', 'check_tensor_data', 'num_data_classes', 'resolve_vq', 'check_resume', 'corrupt_main',
+           'teacher_main', 'split_student', 'tuned_blocks', 'distill_main', 'dad_generate_main', 'dad_train_main',
+           'baselines_main', 'eval_main', 'quickstart_main', 'deepaugment_main', 'main']
 
 # %% ../nbs/21_cli.ipynb #h2cli006
 class CLIError(Exception):
@@ -64,13 +64,14 @@ def _int(lo:int=0, hi:int|None=None):
         return v
     return parse
 
-def _float(lo:float=0., hi:float|None=None, lo_open:bool=True):
-    "argparse type: a number in (lo, hi] (or [lo, hi] with `lo_open=False`)."
+def _float(lo:float=0., hi:float|None=None, lo_open:bool=True, hi_open:bool=False):
+    "argparse type: a number in (lo, hi] (`[lo` with `lo_open=False`, `hi)` with `hi_open=True`)."
     def parse(s):
         try: v = float(s)
         except ValueError: raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi) or v != v:
-            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo:g}, {'inf)' if hi is None else f'{hi:g}]'}, got {s}")
+        if (v <= lo if lo_open else v < lo) or (hi is not None and (v >= hi if hi_open else v > hi)) or v != v:
+            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo:g}, "
+                                             f"{'inf)' if hi is None else f'{hi:g}' + (')' if hi_open else ']')}, got {s}")
         return v
     return parse
 
@@ -170,7 +171,8 @@ def class_mismatch(e) -> CLIError:
     n, shape = e.shape[0], tuple(e.shape)
     return CLIError(f"{e.file}: classifier {e.key} has shape {shape} ({n} classes) but {e.num_classes} classes are needed "
                     f"(shape {(e.num_classes, *shape[1:])}); either use the file's {n} classes (data or --classes with "
-                    f"{n} classes), or pass --new-head to keep the rest of the file and train a fresh {e.num_classes}-class classifier")
+                    f"{n} classes), or, in a training script, pass --new-head to keep the rest of the file and train a fresh "
+                    f"{e.num_classes}-class classifier")
 
 @contextlib.contextmanager
 def strict_loading(what:str=''):
@@ -226,7 +228,8 @@ def _distilled_model(file, num_classes, what:str, rule:str='ours'):
     from robust_nb.multihead import multihead_for, Selected
     p = Path(file)
     if not p.is_file(): raise FileNotFoundError(f"{what} distilled:{p} does not exist; pass the file robust_nb_distill --out wrote")
-    ck = safe_load(p)
+    try: ck = safe_load(p)
+    except RuntimeError as e: raise CLIError(f"{what} distilled:{p} is not a readable robust_nb_distill output ({_message(e)[:200]})") from None
     if not isinstance(ck, dict) or not {'state_dict', 'student', 'variant'} <= set(ck):
         raise CLIError(f"{what} distilled:{p} is not a robust_nb_distill output (no student/variant/state_dict); use timm:/clip:/embedded: for other files")
     nc = ck.get('num_classes') or len(ck.get('class_names') or []) or None
@@ -337,13 +340,35 @@ def resolve_data(spec:str, n:int|None=None, size:int|None=None, seed:int=0, clas
         return Data(ds, folders, names or folders)
     if p.is_file():
         from robust_nb.core import safe_load
-        d = safe_load(p)
+        try: d = safe_load(p)
+        except RuntimeError as e: raise CLIError(f"--data {p} is not a readable data file ({_message(e)[:200]})") from None
         if not isinstance(d, dict) or 'x' not in d or 'y' not in d:
             raise CLIError(f"--data {p} must hold a dict with 'x' [N,3,H,W] and 'y' [N] (integer labels), or be an ImageFolder root")
-        x = d['x'].float() / 255 if d['x'].dtype == torch.uint8 else d['x']
+        x, y = check_tensor_data(d['x'], d['y'], d.get('class_names'), f"--data {p}")
         names = d.get('class_names')
-        return Data((x[:n], d['y'][:n].long()), names, names)
+        return Data((x[:n], y[:n]), names, names)
     raise FileNotFoundError(f"--data {spec} does not exist; valid forms: {'; '.join(DATA_FORMS)}")
+
+def check_tensor_data(x, y, names=None, what:str='data'):
+    """Images `x` [N,3,H,W] (uint8, or float in [0,1]) and integer labels `y` [N] >= 0 (below `len(names)` when given),
+    checked and returned as float32 images and int64 labels; anything else is a `CLIError` naming the problem."""
+    import torch
+    if not (torch.is_tensor(x) and torch.is_tensor(y)):
+        raise CLIError(f"{what}: 'x' and 'y' must be tensors, got {type(x).__name__} and {type(y).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3: raise CLIError(f"{what}: 'x' must be RGB images [N,3,H,W], got shape {tuple(x.shape)}")
+    if len(x) == 0: raise CLIError(f"{what} holds no images")
+    if y.shape != (len(x),): raise CLIError(f"{what}: 'y' must hold one label per image, shape [{len(x)}], got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise CLIError(f"{what}: labels 'y' must be integer class indices, got dtype {y.dtype}")
+    if int(y.min()) < 0: raise CLIError(f"{what}: labels must be class indices >= 0, got {int(y.min())}")
+    if names is not None and int(y.max()) >= len(names):
+        raise CLIError(f"{what}: labels go up to {int(y.max())} but 'class_names' names {len(names)} classes")
+    if x.dtype == torch.uint8: x = x.float() / 255
+    elif not x.is_floating_point(): raise CLIError(f"{what}: images 'x' must be uint8 or float in [0,1], got dtype {x.dtype}")
+    else:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1: raise CLIError(f"{what}: float images must be in [0,1], got values in [{lo:.3g}, {hi:.3g}]; divide by 255 or store uint8")
+    return x.float(), y.long()
 
 def _n_items(d:Data) -> int: return len(d.data[0]) if isinstance(d.data, tuple) else len(d.data)
 
@@ -414,7 +439,7 @@ def check_resume(ckpt, a, tool:str, free=RESUME_FREE):
     ckpt = Path(ckpt)
     cfg = json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in free}, default=str))
     f = ckpt / 'config.json'
-    if f.is_file() and any(p.name != 'config.json' for p in ckpt.iterdir()):
+    if f.is_file() and any(p.name not in ('config.json', '.robust_nb.lock') for p in ckpt.iterdir()):   # a run that saved nothing blocks none
         old = json.loads(f.read_text()).get('settings', {})
         diff = [f"--{k.replace('_', '-')} {old.get(k)!r} then, {cfg.get(k)!r} now" for k in sorted(set(old) | set(cfg)) if old.get(k) != cfg.get(k)]
         if diff: raise CLIError(f"{ckpt} holds a {tool} run started with other settings ({'; '.join(diff)}); rerun with the same "
@@ -482,6 +507,9 @@ def _flags_for(*names):
 
 def _corrupt(a):
     _seed(a.seed)
+    if a.size and a.resize and a.size > a.resize:
+        raise CLIError(f"--size {a.size} is larger than --resize {a.resize}: the centre crop would pad the image with black; "
+                       f"use --resize {a.size} or more")
     corruptions, classes, device = a.corruptions, a.classes, resolve_device(a.device)
     if a.extra:
         from robust_nb.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
@@ -618,7 +646,7 @@ A rerun of the same command resumes (feature shards, then training); other setti
     g = p.add_argument_group('method')
     g.add_argument('--blocks', type=_int(1), default=None, help="tune the student's last N whole blocks (default 2 unless --frac is given: "
                    "M_s and the heads each get at least a block's last branch)")
-    g.add_argument('--frac', type=_float(0, 1), default=None, help="tune this fraction of the student's parameters instead, at the "
+    g.add_argument('--frac', type=_float(0, 1, hi_open=True), default=None, help="tune this fraction of the student's parameters instead, at the "
                    "nearest split the staging allows (--blocks overrides it)")
     g.add_argument('--split', choices=SPLITS, default='branches', help="'branches' (default): cut the student at every residual branch "
                    "(models.branch_split: transformer attention | MLP, ResNet blocks before their last conv), so each head is the "
@@ -811,6 +839,11 @@ def _dad_train(a):
             raise CLIError(f"--data gives {n} images but {a.samples} was generated from {n_gen}; pass the generation's --data/--n/--size/--classes")
         nc = num_data_classes(d)
         teacher = resolve_model(a.teacher, nc, d.names, head='zeroshot', new_head=a.new_head, what='--teacher')
+        from robust_nb.dad import _fingerprint, as_teacher
+        made = json.loads((Path(a.samples) / 'config.json').read_text()).get('teacher')
+        if made is not None and _fingerprint(as_teacher(teacher)) != made:
+            raise CLIError(f"--teacher {a.teacher} is not the teacher {a.samples} was generated with (other weights): the kept "
+                           "samples are those that teacher still classifies right; pass the generation's --teacher")
         vq = resolve_vq(a.vq) if a.method.startswith('dat') else None
         _seed(a.seed)
         student = resolve_model(a.student, nc, d.names, new_head=a.new_head, pretrained=False, what='--student')
@@ -858,7 +891,7 @@ The images are read into memory (robust_nb.baselines trains on tensors): cap a f
     g.add_argument('--da-frac', type=_float(0, 1), default=0.5, help="fraction of D^a used (the paper's a), as for robust_nb_distill")
     g.add_argument('--blocks', type=_int(1), default=None, help="apt: tune the student's last N whole blocks (default 2 unless --frac "
                    "is given: the layers robust_nb_distill tunes by default)")
-    g.add_argument('--frac', type=_float(0, 1), default=None, help="apt: tune this fraction of the student's parameters instead (--blocks overrides it)")
+    g.add_argument('--frac', type=_float(0, 1, hi_open=True), default=None, help="apt: tune this fraction of the student's parameters instead (--blocks overrides it)")
     g.add_argument('--alpha', type=_float(0, 1, lo_open=False), default=0.5, help="wise_ft: weight of the fine-tuned model, θ = (1-α)·θ0 + α·θft")
     g.add_argument('--wise-variant', choices=('e2e', 'linear'), default='e2e', help="wise_ft: fine-tune end to end or only the classifier")
     g.add_argument('--tokens', type=_int(1), default=5, help="vpt: prompt tokens")

@@ -220,7 +220,7 @@ class DADShards(Dataset):
     "The DAD samples in `out_dir` as a Dataset of `(float image [3,H,W] in [0,1], int label)`; `.labels`, `.index` (source items)."
     def __init__(self, out_dir, allow_partial:bool=False):
         out = Path(out_dir)
-        if not (out / 'config.json').exists(): raise FileNotFoundError(f"{out} is not a DAD generation folder (no config.json); run generate_dad first")
+        if not (out / 'config.json').exists(): raise FileNotFoundError(f"{out} is not a DAD generation folder (no config.json); generate it first (robust_nb_dad_generate, or dad.generate_dad)")
         man = write_manifest(out)
         if not man['complete'] and not allow_partial:
             raise RuntimeError(f"{out} is incomplete: chunks {man['missing_chunks'][:10]} are missing; resume generate_dad with the same settings, or pass allow_partial=True")

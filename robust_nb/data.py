@@ -251,7 +251,7 @@ def _empty_classes(empty, skip_empty):
     which = f"class folder {names} holds" if len(empty) == 1 else f"{len(empty)} class folders hold"
     if not skip_empty:
         raise ValueError(f"{which} no images ({'/'.join(IMG_EXTS)}){nested}: re-extract or delete "
-                         f"{'it' if len(empty) == 1 else f'them ({names})'}, or pass skip_empty=True to skip empty class folders")
+                         f"{'it' if len(empty) == 1 else f'them ({names})'}, or pass skip_empty=True (Python API) to skip empty class folders")
     warnings.warn(f"skipped {len(empty)} empty class folder(s): {names}", stacklevel=3)
     return empty
 

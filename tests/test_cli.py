@@ -1,5 +1,5 @@
 "robust_nb.cli: exit status, one-line errors, strict weight loading, locks, seeds, fast and complete --help, tiny end-to-end runs."
-import json, os, subprocess, sys, time
+import json, os, re, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 from robust_nb import cli
@@ -173,7 +173,7 @@ def _tiny_vq(path):
     save_vq(VQDiscretiser(vq_model('tiny', block_out_channels=(8, 8, 8), norm_num_groups=4, num_vq_embeddings=16)), path)
     return path
 
-def test_dad_generate_then_train(tmp_path):
+def test_dad_generate_then_train(tmp_path, capsys):
     vq = _tiny_vq(tmp_path / 'vq.safetensors')
     torch.save({'x': torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8), 'y': torch.arange(10) % 3}, tmp_path / 'data.pt')
     common = ['--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'data.pt')]
@@ -185,6 +185,10 @@ def test_dad_generate_then_train(tmp_path):
                                '--batch-size', '5', '--out', str(tmp_path / 's.pt'), *common]) is None
     d = safe_load(tmp_path / 's.pt')
     assert d['method'] == 'kd' and d['num_classes'] == 3
+    # another teacher than the generation's (an unseeded-weights timm model drawn with another seed) is refused
+    line = user_error(capsys, cli.dad_train_main, ['--samples', str(tmp_path / 'out'), '--method', 'kd', '--student', 'timm:test_resnet',
+                                                   '--epochs', '1', '--seed', '1', '--out', str(tmp_path / 's1.pt'), *common])
+    assert 'is not the teacher' in line and "pass the generation's --teacher" in line
 
 def test_eval_embedded_and_checkpoint(tmp_path, capsys):
     from robust_nb.models import timm_classifier
@@ -509,3 +513,41 @@ def test_dad_generate_preset_and_overrides(tmp_path, capsys):
     capsys.readouterr()
     err = user_error(capsys, cli.dad_generate_main, ['--out', str(tmp_path / 'p'), '--preset', 'paper', *common])   # eps 0.1 now
     assert 'other settings' in err and "'eps': (0.05, 0.1)" in err
+
+def test_bad_data_files_are_one_line_errors(tmp_path, capsys):
+    "A --data .pt file is checked before any work: every problem is one line naming it (was: tracebacks, silent truncation)."
+    x = torch.rand(8, 3, 16, 16)
+    cases = {'text': None, 'empty': dict(x=x[:0], y=torch.zeros(0, dtype=torch.long)),
+             'list': dict(x=x.tolist(), y=torch.arange(8) % 2), 'float_y': dict(x=x, y=torch.rand(8)),
+             'long_y': dict(x=x, y=torch.arange(11) % 2), 'neg_y': dict(x=x, y=torch.arange(8) - 1),
+             'range': dict(x=x * 255, y=torch.arange(8) % 2), 'names': dict(x=x, y=torch.arange(8), class_names=['a', 'b'])}
+    want = {'text': 'is not a readable data file', 'empty': 'holds no images', 'list': "'x' and 'y' must be tensors",
+            'float_y': 'must be integer class indices, got dtype torch.float32', 'long_y': 'one label per image, shape [8], got (11,)',
+            'neg_y': 'class indices >= 0, got -1', 'range': 'float images must be in [0,1]', 'names': "labels go up to 7 but 'class_names' names 2"}
+    for k, d in cases.items():
+        f = tmp_path / f'{k}.pt'
+        if d is None: f.write_text('not a checkpoint')
+        else: torch.save(d, f)
+        with pytest.raises(cli.CLIError, match=re.escape(want[k])): cli.resolve_data(str(f))
+    xu, yu = cli.check_tensor_data((x * 255).round().to(torch.uint8), torch.arange(8, dtype=torch.int32))
+    assert xu.dtype == torch.float32 and 0 <= xu.min() and xu.max() <= 1 and yu.dtype == torch.int64
+    with pytest.raises(cli.CLIError, match='is not a readable robust_nb_distill output'):
+        cli.resolve_model(f'distilled:{tmp_path}/text.pt', 10)
+
+def test_a_run_that_saved_nothing_blocks_no_rerun(tmp_path):
+    "check_resume: a checkpoint folder holding only config.json and the lock (a run refused before any work) is no run."
+    import argparse
+    ck = tmp_path / 'ck'
+    cli.check_resume(ck, argparse.Namespace(model='embedded:nope', n=1), 'robust_nb_teacher')
+    (ck / '.robust_nb.lock').touch()
+    cli.check_resume(ck, argparse.Namespace(model='embedded:teacher', n=1), 'robust_nb_teacher')     # not refused
+    (ck / 'step.pt').touch()
+    with pytest.raises(cli.CLIError, match="--model 'embedded:teacher' then, 'embedded:resnet' now"):
+        cli.check_resume(ck, argparse.Namespace(model='embedded:resnet', n=1), 'robust_nb_teacher')
+
+def test_frac_one_and_a_padding_crop_are_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit): cli._distill_parser().parse_args(['--frac', '1'])
+    assert 'must be in (0, 1), got 1' in capsys.readouterr().err
+    (tmp_path / 'src' / 'a').mkdir(parents=True)
+    line = user_error(capsys, cli.corrupt_main, [str(tmp_path / 'src'), str(tmp_path / 'dst'), '--size', '64', '--resize', '36'])
+    assert '--size 64 is larger than --resize 36' in line

@@ -172,7 +172,7 @@ def test_dataset_input_and_pairs(tmp_path):
     torch.testing.assert_close(tx[2][j], sh[0][0])
 
 def test_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='generate_dad first'): DADShards(tmp_path)
+    with pytest.raises(FileNotFoundError, match='generate it first'): DADShards(tmp_path)
     with pytest.raises(ValueError, match="norm must be"): attack(Lin(), torch.rand(1, 3, 2, 2), torch.tensor([0]), norm='l1')
     with pytest.raises(ValueError, match='equal length'):
         generate_dad(Level(), Id(), (torch.rand(3, 3, 4, 4), torch.tensor([0, 1])), tmp_path, progress_bar=False)
