@@ -188,9 +188,19 @@ def strict_loading(what:str=''):
                 if issubclass(w.category, NewHeadWarning): _note(str(w.message))
                 else: warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
+def _not_distilled(file, what:str=''):
+    "Refuse a `robust_nb_distill` output where plain weights are expected: it is a multi-head model, read by `distilled:`."
+    if Path(file).suffix in ('.pt', '.pth', '.bin'):
+        from robust_nb.core import safe_load
+        try: d = safe_load(file)
+        except RuntimeError: return                                        # read_weights reports it
+        if isinstance(d, dict) and {'student', 'variant', 'state_dict'} <= set(d):
+            raise CLIError(f"{what + ' ' if what else ''}{file} is a robust_nb_distill output (a multi-head model); load it as distilled:{file}")
+
 def load_weights(model, file, new_head:bool=False, arch:str='the model'):
     "`models.load_weights` (strict; `new_head`: all but the classifier) with CLI messages."
     from robust_nb.models import load_weights as _load
+    _not_distilled(file)
     sd = read_weights(file)
     with strict_loading(): return _load(model, file, new_head, arch, sd=sd)
 
@@ -207,6 +217,7 @@ def _timm_model(name:str, num_classes, file, new_head:bool, what:str, residual_s
         _note(f"{what} timm:{name} has no weights file: its weights are randomly initialised")
         return timm_classifier(name, num_classes, residual_stages=residual_stages)
     if not Path(file).is_file(): raise FileNotFoundError(f"{what} weights file {file} does not exist; check the path after '@'")
+    _not_distilled(file, what)
     with strict_loading(what): return timm_classifier(name, num_classes, pretrained=file, new_head=new_head, residual_stages=residual_stages)
 
 def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
@@ -382,6 +393,8 @@ def resolve_vq(spec:str):
     from robust_nb import vqgan
     if spec in ('embedded', 'embedded:vq'): return _embedded_model('vq', True, '--vq')
     p = Path(spec)
+    if str(spec).startswith(('embedded:', 'timm:', 'clip:', 'distilled:')):
+        raise CLIError(f"--vq {spec} is not a discretiser; pass embedded:vq, a save_vq .safetensors file or a taming VQGAN checkpoint")
     if not p.is_file(): raise FileNotFoundError(f"--vq {spec} is not a file; pass embedded:vq, a save_vq .safetensors file or a taming VQGAN checkpoint")
     try:
         if p.suffix == '.safetensors':

@@ -75,7 +75,10 @@ def prepare(path, size:int|None=224, resize:int|None=256, border:int=0) -> torch
     try:
         with Image.open(path) as im: img = im.convert('RGB')
     except Exception as e: raise OSError(f"could not read image {path} ({type(e).__name__}: {e}); replace or delete it") from e
-    if border: w, h = img.size; img = img.crop((border, border, w - border, h - border))
+    if border:
+        w, h = img.size
+        if 2 * border >= min(w, h): raise ValueError(f"border {border} px per side leaves nothing of {path} ({w}x{h}); use a border below {(min(w, h) - 1) // 2}")
+        img = img.crop((border, border, w - border, h - border))
     if resize: img = F.resize(img, resize, interpolation=F.InterpolationMode.BILINEAR)
     if size: img = F.center_crop(img, size)
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)[None].float().div_(255)

@@ -551,3 +551,20 @@ def test_frac_one_and_a_padding_crop_are_refused(capsys, tmp_path):
     (tmp_path / 'src' / 'a').mkdir(parents=True)
     line = user_error(capsys, cli.corrupt_main, [str(tmp_path / 'src'), str(tmp_path / 'dst'), '--size', '64', '--resize', '36'])
     assert '--size 64 is larger than --resize 36' in line
+
+def test_specs_of_the_wrong_kind_say_which_kind(tmp_path):
+    with pytest.raises(cli.CLIError, match='--vq embedded:teacher is not a discretiser; pass embedded:vq'): cli.resolve_vq('embedded:teacher')
+    torch.save({'x': torch.rand(16, 3, 32, 32), 'y': torch.arange(16) % 10}, tmp_path / 'd.pt')
+    assert cli.distill_main(['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'd.pt'),
+                             '--n', '16', '--blocks', '2', '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'mh.pt')]) is None
+    with pytest.raises(cli.CLIError, match=f'is a robust_nb_distill output .*; load it as distilled:{tmp_path}/mh.pt'):
+        cli.resolve_model(f'timm:test_resnet@{tmp_path}/mh.pt', 10)
+    with pytest.raises(cli.CLIError, match='is a robust_nb_distill output'): cli.resolve_model(f'embedded:teacher@{tmp_path}/mh.pt', 10)
+
+def test_a_border_that_leaves_nothing_is_refused(tmp_path):
+    from PIL import Image
+    from robust_nb.corrupt_dataset import prepare
+    Image.new('RGB', (40, 30), (10, 20, 30)).save(tmp_path / 'a.png')
+    assert prepare(tmp_path / 'a.png', size=None, resize=None, border=14).shape == (1, 3, 2, 12)
+    with pytest.raises(ValueError, match=r'border 15 px per side leaves nothing of .*a\.png \(40x30\); use a border below 14'):
+        prepare(tmp_path / 'a.png', size=None, resize=None, border=15)
