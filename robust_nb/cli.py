@@ -951,6 +951,8 @@ def _run_baseline(a, st, ts, kw):
 def _baselines(a):
     _seed(a.seed)
     _check_specs(a, 'student')
+    for flag, used, changed in (('--alpha', 'wise_ft', a.alpha != 0.5), ('--tokens/--deep', 'vpt', a.tokens != 5 or a.deep)):
+        if changed and a.method != used: _note(f"{flag} is for --method {used}; ignored by --method {a.method}")
     device = _train_device(a)
     out = Path(a.out); ckpt = _ckpt_dir(a, out)
     with _lock(out, 'robust_nb_baselines', a.min_free_gb, is_file=True), _lock(ckpt, 'robust_nb_baselines', 0):
@@ -1053,6 +1055,7 @@ def _thin(suite, k:int):
 def _eval(a):
     _seed(a.seed)
     _check_specs(a, 'model')
+    if a.rule != 'ours' and not str(a.model).startswith('distilled:'): _note(f"--rule is for distilled: models; ignored for {a.model}")
     device = resolve_device(a.device)
     from robust_nb import data
     if a.suite == 'imagenet' and not a.root: raise CLIError("--suite imagenet needs --root <folder with val/, imagenet-c/, ...> (see --help)")

@@ -568,3 +568,9 @@ def test_a_border_that_leaves_nothing_is_refused(tmp_path):
     assert prepare(tmp_path / 'a.png', size=None, resize=None, border=14).shape == (1, 3, 2, 12)
     with pytest.raises(ValueError, match=r'border 15 px per side leaves nothing of .*a\.png \(40x30\); use a border below 14'):
         prepare(tmp_path / 'a.png', size=None, resize=None, border=15)
+
+def test_flags_of_another_method_are_noted_not_silently_ignored(tmp_path, capsys):
+    torch.save({'x': torch.rand(8, 3, 32, 32), 'y': torch.arange(8) % 10}, tmp_path / 'd.pt')
+    assert cli.baselines_main(['--student', 'timm:test_resnet', '--method', 'apt', '--alpha', '0.3', '--data', str(tmp_path / 'd.pt'),
+                               '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'b.pt')]) is None
+    assert 'note: --alpha is for --method wise_ft; ignored by --method apt' in capsys.readouterr().err
