@@ -75,7 +75,11 @@ def _float(lo:float=0., hi:float|None=None, lo_open:bool=True, hi_open:bool=Fals
         return v
     return parse
 
-def _names(s): return [t.strip() for t in str(s).split(',') if t.strip()]
+def _names(s):
+    "argparse type: a non-empty comma-separated list of names."
+    out = [t.strip() for t in str(s).split(',') if t.strip()]
+    if not out: raise argparse.ArgumentTypeError(f"expected one or more comma-separated names, got {s!r} (omit the flag for the default)")
+    return out
 
 def _parser(prog:str, description:str, epilog:str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)

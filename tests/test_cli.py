@@ -574,3 +574,7 @@ def test_flags_of_another_method_are_noted_not_silently_ignored(tmp_path, capsys
     assert cli.baselines_main(['--student', 'timm:test_resnet', '--method', 'apt', '--alpha', '0.3', '--data', str(tmp_path / 'd.pt'),
                                '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'b.pt')]) is None
     assert 'note: --alpha is for --method wise_ft; ignored by --method apt' in capsys.readouterr().err
+
+def test_an_empty_name_list_is_refused(capsys):
+    with pytest.raises(SystemExit): cli._eval_parser().parse_args(['--model', 'embedded:resnet', '--corruptions', ''])
+    assert "expected one or more comma-separated names, got '' (omit the flag for the default)" in capsys.readouterr().err
