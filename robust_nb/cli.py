@@ -366,24 +366,17 @@ def resolve_data(spec:str, n:int|None=None, size:int|None=None, seed:int=0, clas
 
 def check_tensor_data(x, y, names=None, what:str='data'):
     """Images `x` [N,3,H,W] (uint8, or float in [0,1]) and integer labels `y` [N] >= 0 (below `len(names)` when given),
-    checked and returned as float32 images and int64 labels; anything else is a `CLIError` naming the problem."""
+    checked by `core.check_images`/`check_labels` and returned as float32 images and int64 labels; else a `CLIError`."""
     import torch
-    if not (torch.is_tensor(x) and torch.is_tensor(y)):
-        raise CLIError(f"{what}: 'x' and 'y' must be tensors, got {type(x).__name__} and {type(y).__name__}")
-    if x.ndim != 4 or x.shape[1] != 3: raise CLIError(f"{what}: 'x' must be RGB images [N,3,H,W], got shape {tuple(x.shape)}")
-    if len(x) == 0: raise CLIError(f"{what} holds no images")
-    if y.shape != (len(x),): raise CLIError(f"{what}: 'y' must hold one label per image, shape [{len(x)}], got {tuple(y.shape)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise CLIError(f"{what}: labels 'y' must be integer class indices, got dtype {y.dtype}")
-    if int(y.min()) < 0: raise CLIError(f"{what}: labels must be class indices >= 0, got {int(y.min())}")
-    if names is not None and int(y.max()) >= len(names):
-        raise CLIError(f"{what}: labels go up to {int(y.max())} but 'class_names' names {len(names)} classes")
-    if x.dtype == torch.uint8: x = x.float() / 255
-    elif not x.is_floating_point(): raise CLIError(f"{what}: images 'x' must be uint8 or float in [0,1], got dtype {x.dtype}")
-    else:
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1: raise CLIError(f"{what}: float images must be in [0,1], got values in [{lo:.3g}, {hi:.3g}]; divide by 255 or store uint8")
-    return x.float(), y.long()
+    from robust_nb.core import check_images, check_labels
+    try:
+        if torch.is_tensor(x) and x.dtype == torch.uint8: x = x.float() / 255
+        elif torch.is_tensor(x) and x.is_floating_point(): x = x.float()
+        check_images(x, "'x'")
+        if len(x) == 0: raise ValueError("holds no images")
+        check_labels(y, len(x), len(names) if names is not None else None, "'y'")
+    except (TypeError, ValueError) as e: raise CLIError(f"{what}: {e}") from None
+    return x, y.long()
 
 def _n_items(d:Data) -> int: return len(d.data[0]) if isinstance(d.data, tuple) else len(d.data)
 

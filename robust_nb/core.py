@@ -12,9 +12,9 @@ import safetensors, safetensors.torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['check_images', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json', 'load_safetensors',
-           'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress', 'config_key',
-           'cached', 'OutputLocked', 'check_output', 'output_lock', 'die_with_parent']
+__all__ = ['check_images', 'check_labels', 'Registry', 'atomic_write_bytes', 'atomic_save', 'atomic_write_json',
+           'load_safetensors', 'open_safetensors', 'safe_load', 'make_generator', 'cache_dir', 'in_test', 'progress',
+           'config_key', 'cached', 'OutputLocked', 'check_output', 'output_lock', 'die_with_parent']
 
 # %% ../nbs/00_core.ipynb #827e04a6
 def _raise_non_finite(x, name):
@@ -42,6 +42,22 @@ def check_images(x, name:str='x', range_tol:float=1e-3):
             fix = " (looks like 0-255: divide by 255)" if lo >= 0 and hi > 2 else " (looks normalised: undo the mean/std normalisation; models normalise internally)"
             raise ValueError(f"{name} must have values in [0,1], got [{lo:.3g}, {hi:.3g}]{fix}")
     return x
+
+def check_labels(y, n:int|None=None, num_classes:int|None=None, name:str='y'):
+    "Raise a clear error unless `y` is a 1-D integer tensor of class indices in [0, num_classes) with `n` entries; return `y`."
+    if not isinstance(y, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor of integer class indices, got {type(y).__name__}")
+    if y.ndim != 1: raise ValueError(f"{name} must be 1-D, one class index per image, got shape {tuple(y.shape)}"
+                                     + (" (one-hot or soft labels? use y.argmax(1))" if y.ndim == 2 else ""))
+    if n is not None and len(y) != n: raise ValueError(f"{name} has {len(y)} labels but there are {n} images: one label per image")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got {y.dtype} (use y.long() if the values are whole numbers)")
+    if y.numel():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0: raise ValueError(f"{name} must hold class indices >= 0, got {lo}")
+        if num_classes is not None and hi >= num_classes:
+            raise ValueError(f"{name} holds class index {hi} but there are {num_classes} classes (indices 0..{num_classes - 1})")
+    return y
+
 
 # %% ../nbs/00_core.ipynb #2f6a8b4d
 class Registry(dict):

@@ -12,7 +12,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from accelerate.state import PartialState
 from safetensors.torch import save as st_save
-from .core import check_images, make_generator, cache_dir, progress, atomic_save, safe_load, Registry, atomic_write_bytes, atomic_write_json, config_key
+from .core import check_images, check_labels, make_generator, cache_dir, progress, atomic_save, safe_load, Registry, atomic_write_bytes, atomic_write_json, config_key
 from .augment import augmix, noise2net
 from .models import StagedModel, Split, split_model, HeadStage, add_dropout, has_dropout, expects_dropout, branch_parts, token_wise, pooled_token
 from .engine import fit
@@ -209,7 +209,7 @@ def tuning_set(x, y=None, a:float=0.5, augment=None, seed:int=0, batch_size:int=
     `x`,`y` tensors give a `TuningSet` (augmented copies computed now); a map-style Dataset `x` of (image, label) items
     gives a `TuningData` (each copy computed when read, from its index)."""
     if isinstance(x, Dataset): return TuningData(x, a=a, augment=augment, seed=seed)
-    check_images(x)
+    check_images(x); check_labels(y, len(x))
     if not 0 < a <= 1: raise ValueError(f"a (fraction of D^a used) must be in (0, 1], got {a}")
     augment = augment or _default_augment
     g = make_generator(seed)
@@ -455,6 +455,7 @@ def _cache_key(ts, orig, teacher, split) -> dict:
     return dict(data=data, student=_tensors_key(orig.state_dict().items()), teacher=_tensors_key(teacher.state_dict().items()), cut=split.cut)
 
 def _check_classes(ts, teacher, n_cls, device):
+    if isinstance(ts, TuningSet): check_labels(ts.y, num_classes=n_cls, name='labels y')
     x = ts.x[:2] if isinstance(ts, TuningSet) else torch.stack([ts[j][0] for j in range(min(2, len(ts)))])
     with torch.no_grad(): t_out = teacher.eval().to(device)(x.to(device))
     if t_out.shape[-1] != n_cls:

@@ -521,9 +521,9 @@ def test_bad_data_files_are_one_line_errors(tmp_path, capsys):
              'list': dict(x=x.tolist(), y=torch.arange(8) % 2), 'float_y': dict(x=x, y=torch.rand(8)),
              'long_y': dict(x=x, y=torch.arange(11) % 2), 'neg_y': dict(x=x, y=torch.arange(8) - 1),
              'range': dict(x=x * 255, y=torch.arange(8) % 2), 'names': dict(x=x, y=torch.arange(8), class_names=['a', 'b'])}
-    want = {'text': 'is not a readable data file', 'empty': 'holds no images', 'list': "'x' and 'y' must be tensors",
-            'float_y': 'must be integer class indices, got dtype torch.float32', 'long_y': 'one label per image, shape [8], got (11,)',
-            'neg_y': 'class indices >= 0, got -1', 'range': 'float images must be in [0,1]', 'names': "labels go up to 7 but 'class_names' names 2"}
+    want = {'text': 'is not a readable data file', 'empty': 'holds no images', 'list': "'x' must be a torch.Tensor of shape [B,3,H,W], got list",
+            'float_y': "'y' must hold integer class indices, got torch.float32", 'long_y': "'y' has 11 labels but there are 8 images",
+            'neg_y': 'class indices >= 0, got -1', 'range': 'looks like 0-255: divide by 255', 'names': "'y' holds class index 7 but there are 2 classes"}
     for k, d in cases.items():
         f = tmp_path / f'{k}.pt'
         if d is None: f.write_text('not a checkpoint')

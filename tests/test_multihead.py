@@ -1,4 +1,4 @@
-import os
+import os, re
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from robust_nb.models import branch_split, embedded_student, timm_classifier, split_model, branch_stages
@@ -271,3 +271,13 @@ def test_zero_shot_clip_mode(small):
     assert all(torch.equal(h[-1].fc.weight, w) for h in r.model.heads)            # fixed text embeddings
     assert not torch.equal(r.model.shared[0].fn.qkv.weight if hasattr(r.model.shared[0], "fn") else next(r.model.shared.parameters()),
                            next(split_model(zs, blocks=2).shared.parameters()))     # the tower slice was tuned
+
+def test_distill_refuses_bad_labels_before_any_work():
+    "Labels are checked where D^a is built and against the student's classes (was: a bare cross-entropy IndexError/dtype error)."
+    from robust_nb.multihead import distill
+    from robust_nb.models import timm_classifier
+    torch.manual_seed(0)
+    st, te, x = timm_classifier('test_resnet', 10), timm_classifier('test_resnet', 10), torch.rand(8, 3, 32, 32)
+    for y, msg in [(torch.rand(8), 'must hold integer class indices'), (torch.arange(8) - 1, 'class indices >= 0, got -1'),
+                   (torch.arange(8) + 3, 'class index 10 but there are 10 classes'), (torch.arange(6), '6 labels but there are 8 images')]:
+        with pytest.raises((TypeError, ValueError), match=re.escape(msg)): distill(st, te, (x, y), blocks=2, epochs=1, progress=False)
