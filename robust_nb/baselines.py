@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, time
 from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import check_images, progress
+from .core import check_images, check_labels, progress
 from .models import StagedModel, ViTStem, CLIPStem, clip_classifier, split_model
 from .multihead import TuningSet
 from .engine import fit
@@ -64,7 +64,7 @@ def _prefix_features(model:StagedModel, x, cut:int, batch_size:int=256):
 def _train(m:StagedModel, data, cut:int, cache:bool, epochs:int=10, max_steps=None, batch_size:int=256, lr:float=1e-3,
            seed:int=0, **fit_kw) -> Tuned:
     "Cross-entropy training of the parameters of `m` that require grad; stages before `cut` are frozen (and cached if `cache`)."
-    x, y = _xy(data); check_images(x[:1])
+    x, y = _xy(data); check_images(x[:1]); check_labels(y, len(x), m.num_classes)
     n_tuned = sum(p.numel() for p in m.parameters() if p.requires_grad)
     t0 = time.perf_counter()
     loss = lambda model, b: ce(model(b[0]), b[1])
@@ -274,7 +274,7 @@ from .dad import METHODS, PYRAMID_AT, method_loss
 # %% ../nbs/16_baselines.ipynb #bd0e94ae
 def _tune_with(m:nn.Module, data, loss_fn, epochs:int=10, max_steps=None, batch_size:int=256, lr:float=1e-3, seed:int=0, **fit_kw) -> Tuned:
     "Train every parameter of `m` with `loss_fn` through `fit`; a `Tuned` with the measured cost."
-    x, y = _xy(data); check_images(x[:1])
+    x, y = _xy(data); check_images(x[:1]); check_labels(y, len(x), getattr(m, 'num_classes', None))
     m.requires_grad_(True)
     n_tuned, t0 = sum(p.numel() for p in m.parameters()), time.perf_counter()
     res = fit(m, loss_fn, (x, y), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed, **fit_kw)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import Registry, cache_dir, atomic_save, atomic_write_json, safe_load, make_generator, check_images
+from .core import Registry, cache_dir, atomic_save, atomic_write_json, safe_load, make_generator, check_images, check_labels
 from .augment import augmix, deepaugment, pixmix, fractals
 from .losses import ce, jsd_loss
 from .engine import fit, seed_everything
@@ -186,5 +186,9 @@ def robustify_teacher(model, data, recipe:str='augmix+deepaugment', recipe_kw:di
     loss_fn = RECIPES[recipe](**(recipe_kw or {}))
     if not isinstance(model, nn.Module): model = model()
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module or a builder returning one, got {type(model).__name__}")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        n = getattr(model, 'num_classes', None)                   # timm; a Sequential ending in a Linear (small_cnn): its width
+        if n is None and isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Linear): n = model[-1].out_features
+        check_labels(data[1], len(data[0]), n)
     return fit(model, loss_fn, data, seed=seed, **fit_kwargs)
 

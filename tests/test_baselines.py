@@ -222,3 +222,17 @@ def test_pyramid_at_tunes_every_parameter(rn, xy):
     assert r.model.state_dict().keys() == rn.state_dict().keys()
     s = pyramid_at(rn, xy, max_steps=1, epochs=1, batch_size=12, progress=False, split_bn=True)   # AdvProp-style BNs for x_adv
     assert not any(isinstance(m, AuxBN) for m in s.model.modules()) and s.model.state_dict().keys() == rn.state_dict().keys()
+
+def test_baselines_and_teacher_refuse_bad_labels():
+    "Labels are checked against the images and the model's classes before training (was a bare cross-entropy error)."
+    import re
+    from robust_nb import baselines as B
+    from robust_nb.models import timm_classifier
+    from robust_nb.teacher import robustify_teacher, small_teacher
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32)
+    with pytest.raises(TypeError, match='must hold integer class indices'): B.apt(timm_classifier('test_resnet', 10), (x, torch.rand(8)), blocks=2, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=re.escape('class index 12 but there are 10 classes')):
+        B.finetune(timm_classifier('test_resnet', 10), (x, torch.arange(8) + 5), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=re.escape('class index 7 but there are 4 classes')):
+        robustify_teacher(small_teacher(4), (x, torch.arange(8)), recipe='standard', recipe_kw={}, epochs=1, progress=False)
