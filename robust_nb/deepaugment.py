@@ -296,6 +296,8 @@ def load_deepaugment_weights(net:str, path, device='cpu') -> nn.Module:
     spec, path = DEEPAUGMENT_NETS[net], Path(path)
     try: sd = safe_load(path)
     except RuntimeError as e: raise ValueError(f"{e}; the file should be {spec.weights_file}") from None   # truncated / not a checkpoint
+    for k in ('state_dict', 'model'):                                  # a training checkpoint's container (robust_nb's, the authors')
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]; break
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"{path} holds no state dict of tensors; pass {spec.weights_file}")
     sd = {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}

@@ -149,3 +149,14 @@ def test_deepaugment_cli_writes_resumes_and_names_bad_files(src, weights, tmp_pa
         assert e.value.code == 2
         err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and not l.startswith('note:')]
         assert len(err) == 1 and err[0].startswith('robust_nb_deepaugment: error:') and msg in err[0], err
+
+def test_weights_inside_a_training_checkpoint_are_read(tmp_path):
+    "A {'state_dict': ...} container is unwrapped: the authors' CAE in one loads; a robust_nb teacher is named as not EDSR."
+    from robust_nb.deepaugment import load_deepaugment_weights, DEEPAUGMENT_NETS
+    from robust_nb.teacher import small_teacher
+    m = DEEPAUGMENT_NETS['cae'].build()
+    torch.save({'state_dict': m.state_dict(), 'epoch': 3}, tmp_path / 'cae.pt')
+    got = load_deepaugment_weights('cae', tmp_path / 'cae.pt')
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in got.state_dict().items())
+    torch.save({'state_dict': small_teacher(10).state_dict()}, tmp_path / 't.pt')
+    with pytest.raises(ValueError, match=r't\.pt does not hold EDSR weights: \d+ missing keys'): load_deepaugment_weights('edsr', tmp_path / 't.pt')
