@@ -43,7 +43,7 @@ def list_images(src, classes:Sequence[str]|None=None, skip_empty:bool=False) -> 
     dirs = classes if classes is not None else sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith('.'))
     _empty_classes([src/c for c in dirs if c not in full], skip_empty)
     loose = [f for f in files if '/' not in f]
-    if loose: raise ValueError(f"{len(loose)} images lie directly in {src} (e.g. {loose[0]}); the -C layout needs class folders: "
+    if loose: raise ValueError(f"{len(loose)} images lie directly in {src} (e.g. {loose[0]}); the output mirrors <src>/<class>/<image>, so images need class folders: "
                                "move them into <src>/<class>/")
     outs = {}
     for f in files:
