@@ -769,7 +769,8 @@ def _dad_generate_parser():
                    "in an L2 ball of 0.1 from Q(x), random start for 80%% of the images, KD criterion")
     g.add_argument('--eps', type=_float(0, lo_open=False), default=None, help="attack radius epsilon on [0,1] images (default: the preset's)")
     g.add_argument('--norm', choices=('linf', 'l2'), default=None, help="attack norm (default: the preset's)")
-    g.add_argument('--steps', type=_int(0), default=None, help="attack steps (default: the preset's; 1 in every preset, as the paper)")
+    g.add_argument('--steps', type=_int(0), default=None, help="attack steps (default: the preset's; 1 in every preset, as the paper; 0: no attack, Q(x) alone, the paper's "
+                                                                    "'VQGAN sampling without gradients' ablation, Table 11)")
     g.add_argument('--lr', type=_float(0), default=None, help="attack step size (default: the preset's)")
     g.add_argument('--chunk-size', type=_int(1), default=256, help="images per shard (the unit of resume)")
     g.add_argument('--workers', type=_int(0), default=0, help="DataLoader processes decoding ImageFolder images")
