@@ -192,20 +192,10 @@ def strict_loading(what:str=''):
                 if issubclass(w.category, NewHeadWarning): _note(str(w.message))
                 else: warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
-def _not_distilled(file, what:str=''):
-    "Refuse a `robust_nb_distill` output where plain weights are expected: it is a multi-head model, read by `distilled:`."
-    if Path(file).suffix in ('.pt', '.pth', '.bin'):
-        from robust_nb.core import safe_load
-        try: d = safe_load(file)
-        except RuntimeError: return                                        # read_weights reports it
-        if isinstance(d, dict) and {'student', 'variant', 'state_dict'} <= set(d):
-            raise CLIError(f"{what + ' ' if what else ''}{file} is a robust_nb_distill output (a multi-head model); load it as distilled:{file}")
-
-def load_weights(model, file, new_head:bool=False, arch:str='the model'):
-    "`models.load_weights` (strict; `new_head`: all but the classifier) with CLI messages."
+def load_weights(model, file, new_head:bool=False, arch:str='the model', sd:dict|None=None):
+    "`models.load_weights` (strict; `new_head`: all but the classifier) with CLI messages; `sd`: the file's state dict, if read."
     from robust_nb.models import load_weights as _load
-    _not_distilled(file)
-    sd = read_weights(file)
+    sd = read_weights(file) if sd is None else sd
     with strict_loading(): return _load(model, file, new_head, arch, sd=sd)
 
 
@@ -221,7 +211,6 @@ def _timm_model(name:str, num_classes, file, new_head:bool, what:str, residual_s
         _note(f"{what} timm:{name} has no weights file: its weights are randomly initialised")
         return timm_classifier(name, num_classes, residual_stages=residual_stages)
     if not Path(file).is_file(): raise FileNotFoundError(f"{what} weights file {file} does not exist; check the path after '@'")
-    _not_distilled(file, what)
     with strict_loading(what): return timm_classifier(name, num_classes, pretrained=file, new_head=new_head, residual_stages=residual_stages)
 
 def _clip_model(arch:str, file, num_classes, class_names, head:str, what:str):
@@ -281,10 +270,12 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
         ok = ', '.join('embedded:' + n for n in embedded_names() if classifier(n))
         raise CLIError(f"{what} embedded:{s.name} is not a classifier{hint}; the embedded classifiers are: {ok}")
     m = _embedded_model(s.name, pretrained and s.file is None, what, None if s.file else num_classes)
-    if s.file is not None and hasattr(m, 'encode_text') and any(k.startswith('stages.') for k in read_weights(s.file)):
-        m = _zeroshot(m, class_names, residual_stages)    # a file of the zero-shot classifier (robust_nb_baselines, a teacher run)
-    if s.file is not None: load_weights(m, s.file, arch=f"embedded:{s.name}")
-    m = _zeroshot(m, class_names, residual_stages)
+    if s.file is not None:
+        sd = read_weights(s.file)
+        if hasattr(m, 'encode_text') and any(k.startswith('stages.') for k in sd):
+            m = _zeroshot(m, class_names, residual_stages)    # a file of the zero-shot classifier (robust_nb_baselines, a teacher run)
+        load_weights(m, s.file, arch=f"embedded:{s.name}", sd=sd)
+    m = _zeroshot(m, class_names, residual_stages)            # a CLIP (not yet wrapped) as its zero-shot classifier
     n = model_classes(m)
     if num_classes is not None and n is not None and n != num_classes:
         if not new_head: raise CLIError(f"{what} {spec} predicts {n} classes but the data has {num_classes}; use data with {n} classes "

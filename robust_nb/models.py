@@ -21,7 +21,7 @@ __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Pr
            'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
            'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'BranchIn', 'BranchOut',
-           'branch_stages', 'branch_split', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout',
+           'branch_split', 'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout',
            'branch_parts', 'token_wise', 'pooled_token']
 
 # %% ../nbs/10_models.ipynb #1c5b6cd5
@@ -133,6 +133,9 @@ def read_weights(path) -> dict:
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"weights file {p} does not exist")
     sd = safe_load(p)
+    if isinstance(sd, dict) and {'student', 'variant', 'state_dict'} <= set(sd):
+        raise ValueError(f"weights file {p} is a robust_nb_distill output (a multi-head model), not one model's weights; "
+                         f"load it as distilled:{p} in the scripts, or rebuild it with multihead.multihead_for")
     for k in ('state_dict', 'model', 'state_dict_ema', 'model_ema', 'ema'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]; break
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -551,24 +554,10 @@ class BranchOut(nn.Module):
         if self.drop_path is not None: b = self.drop_path(b)
         return self.act(b + t[:, :self.c])
 
-def branch_stages(model:StagedModel) -> StagedModel:
-    "`model` with every timm ResNet block cut before its branch's last conv (`BranchIn` + `BranchOut`), sharing its modules."
-    from timm.models.resnet import BasicBlock, Bottleneck
-    if not isinstance(model, StagedModel): raise TypeError(f"branch_stages needs a StagedModel, got {type(model).__name__}")
-    stages, kinds = [], []
-    for s, k in zip(model.stages, model.kinds):
-        if isinstance(s, (BasicBlock, Bottleneck)): stages += [BranchIn(s), BranchOut(s)]; kinds += ['block', 'conv']
-        else: stages.append(s); kinds.append(k)
-    if len(stages) == len(model.stages):
-        raise ValueError(f"{model.name or 'this model'} has no timm ResNet BasicBlock/Bottleneck to cut; branch_stages is for "
-                         "ResNets (transformers split at their residual branches with residual_stages=True)")
-    return StagedModel(model.prep, stages, kinds, model.name).train(model.training)
-
-
-# %% ../nbs/10_models.ipynb #1dec0f36
-def branch_split(model:StagedModel) -> StagedModel:
+def branch_split(model:StagedModel, transformers:bool=True) -> StagedModel:
     """`model` cut at every residual branch, sharing its modules: ResNet blocks before their last conv (`BranchIn`,
-    `BranchOut`), timm ViT and open_clip transformer blocks into attention and MLP branches. Stages already cut stay."""
+    `BranchOut`), and (`transformers`) timm ViT and open_clip transformer blocks into attention and MLP branches. Stages
+    already cut stay."""
     from timm.models.resnet import BasicBlock, Bottleneck
     from timm.models.vision_transformer import Block
     try: from open_clip.transformer import ResidualAttentionBlock
@@ -577,11 +566,21 @@ def branch_split(model:StagedModel) -> StagedModel:
     stages, kinds = [], []
     for s, k in zip(model.stages, model.kinds):
         if isinstance(s, (BasicBlock, Bottleneck)): ss, ks = [BranchIn(s), BranchOut(s)], ['block', 'conv']
-        elif type(s) is Block: ss, ks = _vit_blocks([s], True)
-        elif ResidualAttentionBlock and isinstance(s, ResidualAttentionBlock): ss, ks = _clip_blocks([s], True)
+        elif transformers and type(s) is Block: ss, ks = _vit_blocks([s], True)
+        elif transformers and ResidualAttentionBlock and isinstance(s, ResidualAttentionBlock): ss, ks = _clip_blocks([s], True)
         else: ss, ks = [s], [k]
         stages += ss; kinds += ks
     return StagedModel(model.prep, stages, kinds, model.name).train(model.training)
+
+def branch_stages(model:StagedModel) -> StagedModel:
+    "`model` with every timm ResNet block cut before its branch's last conv (`BranchIn` + `BranchOut`), sharing its modules."
+    if not isinstance(model, StagedModel): raise TypeError(f"branch_stages needs a StagedModel, got {type(model).__name__}")
+    out = branch_split(model, transformers=False)
+    if len(out.stages) == len(model.stages):
+        raise ValueError(f"{model.name or 'this model'} has no timm ResNet BasicBlock/Bottleneck to cut; branch_stages is for "
+                         "ResNets (transformers split at their residual branches with residual_stages=True)")
+    return out
+
 
 # %% ../nbs/10_models.ipynb #c427b630
 class DropAfter(nn.Module):

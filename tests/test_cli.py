@@ -557,9 +557,9 @@ def test_specs_of_the_wrong_kind_say_which_kind(tmp_path):
     torch.save({'x': torch.rand(16, 3, 32, 32), 'y': torch.arange(16) % 10}, tmp_path / 'd.pt')
     assert cli.distill_main(['--student', 'timm:test_resnet', '--teacher', 'timm:test_resnet', '--data', str(tmp_path / 'd.pt'),
                              '--n', '16', '--blocks', '2', '--epochs', '1', '--batch-size', '8', '--out', str(tmp_path / 'mh.pt')]) is None
-    with pytest.raises(cli.CLIError, match=f'is a robust_nb_distill output .*; load it as distilled:{tmp_path}/mh.pt'):
+    with pytest.raises(ValueError, match=f'is a robust_nb_distill output .*; load it as distilled:{tmp_path}/mh.pt'):
         cli.resolve_model(f'timm:test_resnet@{tmp_path}/mh.pt', 10)
-    with pytest.raises(cli.CLIError, match='is a robust_nb_distill output'): cli.resolve_model(f'embedded:teacher@{tmp_path}/mh.pt', 10)
+    with pytest.raises(ValueError, match='is a robust_nb_distill output'): cli.resolve_model(f'embedded:teacher@{tmp_path}/mh.pt', 10)
 
 def test_a_border_that_leaves_nothing_is_refused(tmp_path):
     from PIL import Image
