@@ -38,7 +38,6 @@ def small_teacher(n):
     except ImportError: return timm_classifier("test_resnet", n)
 
 
-flops = count_flops      # attention counted in full (FlopCounterMode alone counts the fused kernels as 0)
 
 
 def train_flops(st, te, split_kw, b=32):
@@ -50,7 +49,7 @@ def train_flops(st, te, split_kw, b=32):
         multihead_loss(mh(x), y, aug, tc, ta).backward()
     f = mh.features(x); tc, ta = torch.randn(b, 10), torch.randn(b, 10)
     def cached(): multihead_loss(mh.forward_tuned(f), y, aug, tc, ta).backward()
-    return flops(lambda _: naive(), None) / b, flops(lambda _: cached(), None) / b
+    return count_flops(naive) / b, count_flops(cached) / b
 
 
 def latency(f, x, reps=5):
@@ -61,7 +60,8 @@ def latency(f, x, reps=5):
 
 
 def paper_scale(arch:str):
-    "A randomly initialised real architecture (`timm:NAME` or `open_clip:NAME`) with 1000 classes, and its image size."
+    """The student of `--arch` for FLOPs only, and its image size: `clip` (the zoo's, zero-shot, 32 px), or a randomly
+    initialised real architecture (`timm:NAME`, `open_clip:NAME`) with 1000 classes."""
     if arch == "clip":           # the zoo's CLIP under its zero-shot head: the student of the multi-head Table 1
         from robust_nb.embedded import clip_zeroshot
         st = clip_zeroshot()
@@ -83,7 +83,7 @@ def selection_costs(st, mh, batch, size=32, timing=True):
         z = mh.shared(mh.features(x))
         return _head_mc(mh.heads[0], z, 1, stochastic=False)
     with torch.no_grad():
-        f0, f1, f2 = flops(st, x), flops(sel, x), flops(shortcut_student, x)
+        f0, f1, f2 = count_flops(st, x), count_flops(sel, x), count_flops(shortcut_student, x)
     print(f"inference FLOPs/img: student {f0 / batch / 1e6:.2f} M | multi-head + eq. 6 (N=10) {f1 / batch / 1e6:.2f} M "
           f"| overhead {100 * (f1 / f0 - 1):+.2f}%   goal <= 5%")
     print(f"  vs the student with the same class-token shortcut ({f2 / batch / 1e6:.2f} M): {100 * (f1 / f2 - 1):+.2f}%")

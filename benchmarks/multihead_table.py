@@ -216,17 +216,20 @@ def routing(heads:pd.DataFrame) -> pd.DataFrame:
         rows += [_row(f'routing: {k}', seed, h[cols].max(axis=1).to_dict(), None, {}) for k, cols in ROUTES.items()]
     return pd.DataFrame(rows)
 
+def _rights(scores:pd.DataFrame) -> pd.DataFrame:
+    "`scores` with boolean columns: either head right (`any_right`), only the unclean one, only the clean one."
+    c, u = scores.right_clean.astype(bool), scores.right_unclean.astype(bool)
+    return scores.assign(right_clean=c, right_unclean=u, any_right=c | u, only_unclean=u & ~c, only_clean=c & ~u)
+
 def score_quantiles(scores:pd.DataFrame, q=(.1, .5, .9)) -> pd.DataFrame:
     """Per-domain distributions of eq. 6's factors over every input and seed of `scores.csv`: quantiles `q` of U_mc and
     KL for the clean and unclean heads, and how often each factor alone favours the unclean head (U_u < U_c, KL_u < KL_c),
     against how often their product does (eq. 6) and how often the unclean head is the one that is right."""
     g = scores.groupby('domain', sort=False)
     out = pd.DataFrame({f'{c} q{int(100 * p)}': g[c].quantile(p) for c in ('u_clean', 'u_unclean', 'kl_clean', 'kl_unclean') for p in q})
-    s = scores.assign(u_fav=scores.u_unclean < scores.u_clean, kl_fav=scores.kl_unclean < scores.kl_clean,
-                      only_unclean_right=scores.right_unclean & ~scores.right_clean,
-                      only_clean_right=scores.right_clean & ~scores.right_unclean).groupby('domain', sort=False)
+    s = _rights(scores).assign(u_fav=scores.u_unclean < scores.u_clean, kl_fav=scores.kl_unclean < scores.kl_clean).groupby('domain', sort=False)
     for c, name in (('u_fav', 'U favours unclean'), ('kl_fav', 'KL favours unclean'), ('unclean_selected', 'eq. 6 picks unclean'),
-                    ('only_unclean_right', 'only unclean right'), ('only_clean_right', 'only clean right')):
+                    ('only_unclean', 'only unclean right'), ('only_clean', 'only clean right')):
         out[name] = s[c].mean()
     return out
 
@@ -243,10 +246,7 @@ def per_input_oracle(scores:pd.DataFrame) -> pd.Series:
     """Accuracy (%) of each head and of a per-input oracle that takes whichever head is right, on the corruption mean and
     on the average over shifts (the 4 natural shifts and the corruption mean), and the corruption means of the
     one-head-right shares. A bound for any per-input selector, not a method."""
-    a = scores.assign(any_right=scores.right_clean.astype(bool) | scores.right_unclean.astype(bool),
-                      only_unclean=scores.right_unclean.astype(bool) & ~scores.right_clean.astype(bool),
-                      only_clean=scores.right_clean.astype(bool) & ~scores.right_unclean.astype(bool))
-    g = 100 * a.groupby('domain')[['right_clean', 'right_unclean', 'any_right', 'only_unclean', 'only_clean']].mean()
+    g = 100 * _rights(scores).groupby('domain')[['right_clean', 'right_unclean', 'any_right', 'only_unclean', 'only_clean']].mean()
     corr = g.loc[[c for c in CORRUPTIONS if c in g.index]].mean()
     nat = [d for d in NATURAL if d in g.index]
     shifts = (g.loc[nat].sum() + corr) / (len(nat) + 1)

@@ -284,12 +284,9 @@ def resolve_model(spec:str, num_classes:int|None=None, class_names=None, *, head
     return m
 
 def model_classes(model) -> int|None:
-    "How many classes `model` predicts (a timm-style `num_classes`, else its last `nn.Linear`)."
-    import torch.nn as nn
-    n = getattr(model, 'num_classes', None)
-    if isinstance(n, int): return n
-    lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return lin[-1].out_features if lin else None
+    "`models.model_classes`, imported when called (the scripts' --help imports no torch)."
+    from robust_nb.models import model_classes as _classes
+    return _classes(model)
 
 def _reset_head(model, num_classes:int):
     import torch.nn as nn

@@ -17,9 +17,9 @@ from .core import check_images, safe_load
 
 # %% auto #0
 __all__ = ['EMBEDDED_ARCHS', 'OPENAI_TEMPLATES', 'TINY_CLIP', 'BLOCK_KINDS', 'Prep', 'HeadStage', 'PoolHead', 'ViTStem',
-           'ViTHead', 'CallHead', 'StagedModel', 'ClassMismatch', 'NewHeadWarning', 'read_weights', 'head_keys',
-           'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn', 'CLIPStem',
-           'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
+           'ViTHead', 'CallHead', 'StagedModel', 'ClassMismatch', 'NewHeadWarning', 'read_weights', 'model_classes',
+           'head_keys', 'check_weights', 'load_weights', 'Residual', 'timm_classifier', 'embedded_student', 'small_cnn',
+           'CLIPStem', 'CLIPPool', 'LinearHead', 'ZeroShotFC', 'ZeroShotHead', 'text_class_embeddings', 'CLIPAttention',
            'clip_classifier', 'register_tiny_clip', 'Split', 'feasible_fracs', 'split_model', 'BranchIn', 'BranchOut',
            'branch_split', 'branch_stages', 'DropAfter', 'add_dropout', 'has_dropout', 'expects_dropout',
            'branch_parts', 'token_wise', 'pooled_token']
@@ -141,6 +141,13 @@ def read_weights(path) -> dict:
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError(f"weights file {p} holds no state dict of tensors; save one with torch.save(model.state_dict(), ...) or safetensors")
     return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
+
+def model_classes(model) -> int|None:
+    "How many classes `model` predicts: a timm-style `num_classes` (a `StagedModel`'s head), else its last `nn.Linear`'s width."
+    n = getattr(model, 'num_classes', None)
+    if isinstance(n, int): return n
+    lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return lin[-1].out_features if lin else None
 
 def head_keys(model) -> list[str]:
     "The state-dict keys of `model`'s classifier: a StagedModel's head stage, timm's `get_classifier()`, else the last `nn.Linear`."

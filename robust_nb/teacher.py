@@ -187,8 +187,7 @@ def robustify_teacher(model, data, recipe:str='augmix+deepaugment', recipe_kw:di
     if not isinstance(model, nn.Module): model = model()
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module or a builder returning one, got {type(model).__name__}")
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        n = getattr(model, 'num_classes', None)                   # timm; a Sequential ending in a Linear (small_cnn): its width
-        if n is None and isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Linear): n = model[-1].out_features
-        check_labels(data[1], len(data[0]), n)
+        from robust_nb.models import model_classes
+        check_labels(data[1], len(data[0]), model_classes(model))
     return fit(model, loss_fn, data, seed=seed, **fit_kwargs)
 
